@@ -23,6 +23,9 @@ PACKAGES = {
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--profile", choices=("tiny", "paper"), default=None,
+                        help="also report the codec's parameter counts per component (built on the "
+                             "meta device: no weights needed)")
 
 
 def _version(distribution: str) -> str | None:
@@ -50,8 +53,33 @@ def collect_info() -> dict:
     }
 
 
+def model_summary(profile: str) -> dict:
+    """Parameter counts per component and the codec widths, from a weightless (meta) build."""
+    import torch
+
+    from simulator.models.config import profile_config
+    from simulator.models.mllm import M4SCModel
+
+    config = profile_config(profile)
+    with torch.device("meta"):
+        model = M4SCModel(config)
+    counts = model.parameter_counts()
+    return {
+        "profile": profile,
+        "d": config.hidden_size,
+        "c": config.channel_symbols_per_token,
+        "channel_encoder_shape": [config.hidden_size, 2 * config.channel_symbols_per_token],
+        "num_image_tokens": config.num_image_tokens,
+        "projector": config.projector.kind,
+        "parameters": counts,
+        "total_parameters": sum(counts.values()),
+    }
+
+
 def main(args) -> int:
     info = collect_info()
+    if args.profile:
+        info["model"] = model_summary(args.profile)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -60,4 +88,11 @@ def main(args) -> int:
         print(f"  {name:<13} {version or 'not installed'}")
     devices = ", ".join(info["cuda_devices"]) or "no CUDA device"
     print(f"  device        {info['device']} ({devices}; {info['torch_threads']} CPU threads)")
+    if "model" in info:
+        model = info["model"]
+        print(f"codec profile {model['profile']}: d = {model['d']}, c = {model['c']} complex symbols per token "
+              f"(channel encoder {model['d']} -> {2 * model['c']} reals), {model['num_image_tokens']} visual tokens")
+        for name, count in model["parameters"].items():
+            print(f"  {name:<16} {count / 1e6:10.2f} M")
+        print(f"  {'total':<16} {model['total_parameters'] / 1e6:10.2f} M")
     return 0

@@ -1,0 +1,60 @@
+"""Channel encoder and decoder of the semantic codec (the paper's Fig. 3).
+
+The encoder maps each output token's semantic vector ``h_t`` (width ``d``) to ``c`` complex
+channel symbols with ``Es = 1`` per symbol; the decoder maps received symbols back to width ``d``.
+Paper widths: ``d = 2304``, ``2c = 512`` reals.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from channels.conventions import complex_to_real, normalize_power, real_to_complex
+
+__all__ = ["ChannelEncoder", "ChannelDecoder"]
+
+
+class ChannelEncoder(nn.Module):
+    """``Linear(d -> 2c)``, paired into complex symbols and normalised per token.
+
+    Input ``[..., d]`` float; output ``[..., c]`` complex64 with ``mean |x|^2 = 1`` over each
+    token's ``c`` symbols.
+    """
+
+    def __init__(self, hidden_size: int, symbols_per_token: int):
+        super().__init__()
+        self.hidden_size, self.symbols_per_token = hidden_size, symbols_per_token
+        self.linear = nn.Linear(hidden_size, 2 * symbols_per_token)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        reals = self.linear(hidden.to(self.linear.weight.dtype)).float()
+        return normalize_power(real_to_complex(reals))
+
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """Copy the first ``min(d, 2c)`` coordinates of ``h`` into the reals; needs ``2c >= d`` to be lossless."""
+        self.linear.weight.zero_()
+        self.linear.bias.zero_()
+        n = min(self.hidden_size, 2 * self.symbols_per_token)
+        self.linear.weight[:n, :n] = torch.eye(n)
+
+
+class ChannelDecoder(nn.Module):
+    """``Linear(2c -> d)``: received complex symbols ``[..., c]`` -> semantic vectors ``[..., d]`` float."""
+
+    def __init__(self, hidden_size: int, symbols_per_token: int):
+        super().__init__()
+        self.hidden_size, self.symbols_per_token = hidden_size, symbols_per_token
+        self.linear = nn.Linear(2 * symbols_per_token, hidden_size)
+
+    def forward(self, symbols: torch.Tensor) -> torch.Tensor:
+        return self.linear(complex_to_real(symbols).to(self.linear.weight.dtype))
+
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """Inverse of :meth:`ChannelEncoder.init_identity` up to the encoder's power scaling."""
+        self.linear.weight.zero_()
+        self.linear.bias.zero_()
+        n = min(self.hidden_size, 2 * self.symbols_per_token)
+        self.linear.weight[:n, :n] = torch.eye(n)

@@ -1,0 +1,139 @@
+"""Save and load the semantic codec, HF-style: ``config.json`` + ``model.safetensors`` + tokenizer.
+
+A folder written by :func:`save_codec` loads with :func:`load_codec` and nothing else: no hub, no
+pickle (safetensors only). LoRA adapters are saved unmerged inside the state dict, so stage 3 can
+resume training them. When the config names pretrained weight folders (``vision_path`` /
+``llm_path``, the ``paper`` profile), those weights are not copied: only the parts this project
+trains (projector, LoRA, channel codec, and any non-pretrained part) are saved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from simulator.models.config import CodecConfig
+
+__all__ = ["CheckpointError", "save_codec", "load_codec", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, corrupt, or does not match its config."""
+
+
+def _pretrained_prefixes(config: CodecConfig) -> tuple[str, ...]:
+    prefixes = []
+    if config.vision_path:
+        prefixes.append("vision.")
+    if config.llm_path:
+        prefixes.append("llm.")
+    return tuple(prefixes)
+
+
+def _is_saved(key: str, skipped: tuple[str, ...]) -> bool:
+    return "lora_" in key or not key.startswith(skipped) if skipped else True
+
+
+def save_codec(model, directory: str | Path) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and the tokenizer files into ``directory``.
+
+    Files are written under temporary names and renamed, so an interrupted save leaves the
+    previous checkpoint intact.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    skipped = _pretrained_prefixes(model.config)
+    state = {}
+    seen = {}
+    for key, tensor in model.state_dict().items():
+        if not _is_saved(key, skipped):
+            continue
+        # Tied weights (Gemma's lm_head = embedding) are stored once.
+        pointer = (tensor.data_ptr(), tuple(tensor.shape))
+        if pointer in seen:
+            continue
+        seen[pointer] = key
+        state[key] = tensor.detach().contiguous().cpu()
+    tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp_weights), metadata={"format_version": str(FORMAT_VERSION)})
+    tmp_config = directory / (CONFIG_FILE + ".tmp")
+    payload = {"format_version": FORMAT_VERSION, "codec": model.config.to_dict()}
+    tmp_config.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(directory))
+    tmp_weights.replace(directory / WEIGHTS_FILE)
+    tmp_config.replace(directory / CONFIG_FILE)
+    return directory
+
+
+def read_codec_config(directory: str | Path) -> CodecConfig:
+    """The :class:`CodecConfig` stored in a checkpoint folder."""
+    path = Path(directory) / CONFIG_FILE
+    if not Path(directory).is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {directory}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint has no {CONFIG_FILE}: {path}")
+    try:
+        payload = json.loads(path.read_text())
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: format_version {payload.get('format_version')!r}, expected {FORMAT_VERSION}")
+        return CodecConfig.from_dict(payload["codec"])
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"corrupt {path}: {err}") from None
+
+
+def load_codec(directory: str | Path, device: str = "cpu"):
+    """Build an :class:`~simulator.models.mllm.M4SCModel` from a checkpoint folder (eval mode)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from simulator.models.mllm import M4SCModel
+
+    directory = Path(directory)
+    config = read_codec_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {weights}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot load the tokenizer in {directory}: {err}") from None
+    try:
+        state = load_file(str(weights), device=device)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"corrupt weights file {weights}: {err}") from None
+    model = M4SCModel(config, tokenizer).to(device)
+    skipped = _pretrained_prefixes(config)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and _is_saved(k, skipped)]
+    # Tied weights are stored once: a key is only really missing if no stored tensor backs it.
+    missing = [k for k in missing if not _is_tied(model, k)]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            k = mismatched[0]
+            details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        raise CheckpointError(f"weights in {weights} do not match config.json: " + "; ".join(details))
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def _is_tied(model, key: str) -> bool:
+    """True for the output embedding when the LLM ties it to the input embedding."""
+    tied = getattr(model.base_llm.config, "tie_word_embeddings", False)
+    return tied and key.endswith("lm_head.weight")

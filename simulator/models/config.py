@@ -1,0 +1,163 @@
+"""Typed configuration of the M4SC semantic codec, and the named profiles.
+
+A :class:`CodecConfig` fully describes the model's architecture (what ``config.json`` in a
+checkpoint holds). The ``vision`` and ``llm`` sections are keyword arguments of the
+``transformers`` configs (``SiglipVisionConfig``; the causal LM's config class chosen by
+``llm["model_type"]``: ``gemma2`` in the paper, also ``gemma3_text``, ``llama``, ...).
+
+Profiles:
+- ``tiny``: the same classes at CPU-trainable sizes; trained from scratch by this project.
+- ``paper``: SigLIP-so400m-patch14-384 + Gemma-2-2b-it at the paper's widths (KAN 1152 -> 2304 ->
+  2304, channel codec 2304 -> 512 reals). Weights come from local directories
+  (``vision_path``, ``llm_path``); without them the model can still be built on the ``meta``
+  device to check sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CodecConfig", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
+
+
+@dataclass
+class ProjectorSettings:
+    """Cross-modal projector: ``kind`` is ``"kan"`` (the paper) or ``"mlp"`` (the ablation)."""
+
+    kind: str = "kan"
+    hidden_dim: int | None = None  # None: the LLM width
+    grid_size: int = 5
+    order: int = 3
+    grid_range: tuple[float, float] = (-2.0, 2.0)
+
+    def __post_init__(self):
+        if self.kind not in ("kan", "mlp"):
+            raise ValueError(f"projector.kind must be 'kan' or 'mlp', got {self.kind!r}")
+        self.grid_range = tuple(self.grid_range)
+
+
+@dataclass
+class LoraSettings:
+    """LoRA on the LLM through ``peft`` (rank ``r``, scaling ``alpha / r``)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        self.target_modules = tuple(self.target_modules)
+
+
+@dataclass
+class CodecConfig:
+    """Architecture of the semantic codec.
+
+    Attributes:
+        profile: name of the profile it came from (informational).
+        vision: ``SiglipVisionConfig`` keyword arguments.
+        llm: causal-LM config keyword arguments, including ``model_type``.
+        projector: cross-modal projector settings.
+        lora: LoRA settings (``None``: no adapters).
+        channel_symbols_per_token: ``c``, complex channel symbols per output token (the channel
+            encoder maps ``d -> 2c`` reals). Paper: 256 (512 reals).
+        max_new_tokens: generation limit per task.
+        vision_path / llm_path: local directories with pretrained weights (``paper`` profile).
+    """
+
+    profile: str = "tiny"
+    vision: dict[str, Any] = field(default_factory=dict)
+    llm: dict[str, Any] = field(default_factory=dict)
+    projector: ProjectorSettings = field(default_factory=ProjectorSettings)
+    lora: LoraSettings | None = field(default_factory=LoraSettings)
+    channel_symbols_per_token: int = 64
+    max_new_tokens: int = 24
+    vision_path: str | None = None
+    llm_path: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.projector, dict):
+            self.projector = ProjectorSettings(**self.projector)
+        if isinstance(self.lora, dict):
+            self.lora = LoraSettings(**self.lora)
+        if self.channel_symbols_per_token < 1:
+            raise ValueError(f"channel_symbols_per_token must be >= 1, got {self.channel_symbols_per_token}")
+        if "model_type" not in self.llm:
+            raise ValueError("llm.model_type is required (e.g. 'gemma2')")
+
+    @property
+    def hidden_size(self) -> int:
+        """``d``: width of the LLM's final hidden state, the semantic vector of one token."""
+        return int(self.llm["hidden_size"])
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Visual tokens per image: ``(image_size / patch_size)^2``."""
+        return (int(self.vision["image_size"]) // int(self.vision["patch_size"])) ** 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CodecConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown codec config key(s): {', '.join(unknown)}")
+        return cls(**copy.deepcopy(data))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CodecConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# SigLIP-so400m-patch14-384 and Gemma-2-2b, as published in their config.json files.
+_PAPER = CodecConfig(
+    profile="paper",
+    vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                image_size=384, patch_size=14, num_channels=3, layer_norm_eps=1e-6),
+    llm=dict(model_type="gemma2", vocab_size=256000, hidden_size=2304, intermediate_size=9216,
+             num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+             max_position_embeddings=8192, sliding_window=4096, final_logit_softcapping=30.0,
+             attn_logit_softcapping=50.0, query_pre_attn_scalar=256),
+    projector=ProjectorSettings(kind="kan", hidden_dim=2304),
+    lora=LoraSettings(r=8, alpha=16),
+    channel_symbols_per_token=256,
+    max_new_tokens=32,
+)
+
+# Same classes at sizes a 2-core CPU trains in minutes. 2c = d, so an identity codec is possible.
+_TINY = CodecConfig(
+    profile="tiny",
+    vision=dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
+                image_size=64, patch_size=8, num_channels=3, layer_norm_eps=1e-6),
+    llm=dict(model_type="gemma2", vocab_size=1024, hidden_size=128, intermediate_size=256,
+             num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+             max_position_embeddings=512, sliding_window=256, final_logit_softcapping=30.0,
+             attn_logit_softcapping=50.0, query_pre_attn_scalar=32),
+    projector=ProjectorSettings(kind="kan", hidden_dim=128),
+    lora=LoraSettings(r=8, alpha=16),
+    channel_symbols_per_token=64,
+    max_new_tokens=24,
+)
+
+PROFILES: dict[str, CodecConfig] = {"tiny": _TINY, "paper": _PAPER}
+
+
+def profile_config(name: str, **overrides: Any) -> CodecConfig:
+    """A fresh copy of profile ``name`` with top-level fields replaced by ``overrides``."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    data = PROFILES[name].to_dict()
+    data.update(overrides)
+    return CodecConfig.from_dict(data)

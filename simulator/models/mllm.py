@@ -1,0 +1,253 @@
+"""The tailored MLLM of M4SC (the paper's Fig. 2): SigLIP vision encoder -> KAN projector ->
+causal LM (Gemma 2 in the paper) with LoRA, plus the channel encoder/decoder.
+
+Input layout of one sample (image tasks): ``[P visual tokens][<bos> prompt ...]``; text-only
+tasks leave the ``P`` visual slots masked out. Prompts are left-padded, so a batch is
+``[batch, P + L, d]`` and the newest token always sits at the last position (what cached
+generation needs). Position ids come from the attention mask, so masked slots do not shift them.
+
+The semantic vector of output token ``t`` is the LLM's final hidden state (after its last norm)
+at the step that predicted ``t``: ``argmax(lm_head(h_t)) = t``. That is what crosses the air.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
+from simulator.models.config import CodecConfig
+from simulator.models.kan import KANProjector, MLPProjector
+
+__all__ = ["M4SCModel", "Generation", "build_llm", "build_vision"]
+
+
+def build_vision(config: CodecConfig) -> nn.Module:
+    """``transformers.SiglipVisionModel`` from ``config.vision`` (pretrained from ``vision_path`` if set)."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    if config.vision_path:
+        return SiglipVisionModel.from_pretrained(config.vision_path, local_files_only=True)
+    return SiglipVisionModel(SiglipVisionConfig(**config.vision))
+
+
+def build_llm(config: CodecConfig) -> nn.Module:
+    """A ``transformers`` causal LM of ``config.llm["model_type"]`` (pretrained from ``llm_path`` if set)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if config.llm_path:
+        return AutoModelForCausalLM.from_pretrained(config.llm_path, local_files_only=True,
+                                                    attn_implementation="eager")
+    kwargs = dict(config.llm)
+    model_type = kwargs.pop("model_type")
+    llm_config = AutoConfig.for_model(model_type, **kwargs)
+    # Gemma 2 soft-caps attention logits, which only the eager kernel implements.
+    llm_config._attn_implementation = "eager"
+    return AutoModelForCausalLM.from_config(llm_config)
+
+
+def _apply_lora(llm: nn.Module, config: CodecConfig) -> nn.Module:
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    present = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
+    targets = [t for t in lora.target_modules if t in present]
+    if not targets:
+        raise ValueError(f"none of the LoRA target modules {list(lora.target_modules)} exist in the LLM")
+    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
+    with warnings.catch_warnings():
+        # peft calls a transformers method that transformers 5 marks deprecated; nothing for users to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(llm, peft_config)
+
+
+@dataclass
+class Generation:
+    """Greedy generation of a batch of users' tasks.
+
+    Attributes:
+        tokens: ``[batch, T]`` int64 output tokens (EOS and everything after it are padding).
+        token_mask: ``[batch, T]`` bool, True for the tokens of the answer (EOS excluded).
+        hidden: ``[batch, T, d]`` float semantic vectors, ``argmax(lm_head(hidden)) = tokens``.
+    """
+
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    hidden: torch.Tensor
+
+
+class M4SCModel(nn.Module):
+    """Vision encoder, projector, LLM (optionally with LoRA) and channel codec.
+
+    Args:
+        config: the architecture.
+        tokenizer: a ``transformers`` tokenizer with ``<bos>``/``<eos>``/``<pad>``, left padding.
+    """
+
+    def __init__(self, config: CodecConfig, tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.vision = build_vision(config)
+        vision_dim = int(self.vision.config.hidden_size)
+        d = config.hidden_size
+        if config.projector.kind == "kan":
+            p = config.projector
+            self.projector = KANProjector(vision_dim, d, p.hidden_dim, p.grid_size, p.order, p.grid_range)
+        else:
+            self.projector = MLPProjector(vision_dim, d, config.projector.hidden_dim)
+        llm = build_llm(config)
+        self.llm = _apply_lora(llm, config) if config.lora is not None else llm
+        self.channel_encoder = ChannelEncoder(d, config.channel_symbols_per_token)
+        self.channel_decoder = ChannelDecoder(d, config.channel_symbols_per_token)
+
+    # ---- pieces of the LLM -------------------------------------------------------------------
+    @property
+    def base_llm(self) -> nn.Module:
+        """The causal LM without the peft wrapper."""
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The transformer stack: ``inputs_embeds -> last_hidden_state`` (after the final norm)."""
+        return self.base_llm.get_decoder()
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.base_llm.get_output_embeddings()
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head on final hidden states ``[..., d] -> [..., vocab]`` (with the model's soft-cap, if any)."""
+        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))
+        cap = getattr(self.base_llm.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[batch, 3, H, W]`` float in [-1, 1] -> ``[batch, P, d]`` visual tokens in the LLM's space."""
+        features = self.vision(pixel_values=pixel_values).last_hidden_state
+        return self.projector(features)
+
+    def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None):
+        """Splice visual tokens in front of left-padded text.
+
+        Args:
+            input_ids / attention_mask: ``[batch, L]`` left-padded prompts (with ``<bos>``).
+            pixel_values: ``[batch, 3, H, W]`` or None (no sample has an image).
+            has_image: ``[batch]`` bool; samples without an image get masked visual slots.
+
+        Returns:
+            ``inputs_embeds [batch, P + L, d]``, ``attention_mask [batch, P + L]``,
+            ``position_ids [batch, P + L]`` (P = 0 when no image is given).
+        """
+        text = self.base_llm.get_input_embeddings()(input_ids)
+        if pixel_values is None:
+            embeds, mask = text, attention_mask
+        else:
+            batch = input_ids.shape[0]
+            if has_image is None:
+                has_image = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+            visual = self.encode_images(pixel_values).to(text.dtype)
+            visual = visual * has_image.view(batch, 1, 1).to(visual.dtype)
+            visual_mask = has_image.view(batch, 1).expand(batch, visual.shape[1]).to(attention_mask.dtype)
+            embeds = torch.cat([visual, text], dim=1)
+            mask = torch.cat([visual_mask, attention_mask], dim=1)
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return embeds, mask, position_ids
+
+    def tokenize(self, prompts: list[str], device=None):
+        """Left-padded ``input_ids, attention_mask`` ``[batch, L]`` for a list of prompts."""
+        if self.tokenizer is None:
+            raise ValueError("the model has no tokenizer")
+        batch = self.tokenizer(prompts, padding=True, return_tensors="pt")
+        return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None):
+        """Teacher-forced pass for training. ``labels [batch, L]`` (-100 = no loss) align with ``input_ids``.
+
+        Returns the ``transformers`` causal-LM output (``.loss`` when labels are given, ``.logits``).
+        """
+        embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image)
+        if labels is not None and embeds.shape[1] > labels.shape[1]:
+            prefix = labels.new_full((labels.shape[0], embeds.shape[1] - labels.shape[1]), -100)
+            labels = torch.cat([prefix, labels], dim=1)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels)
+
+    # ---- generation --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
+                 max_new_tokens: int | None = None, use_cache: bool = True) -> Generation:
+        """Greedy decoding, batched over users, with a KV cache (``use_cache=False``: full recompute).
+
+        Shapes as in :meth:`build_inputs`; returns a :class:`Generation` with ``T = max_new_tokens``.
+        """
+        max_new_tokens = max_new_tokens or self.config.max_new_tokens
+        eos_id = self.tokenizer.eos_token_id if self.tokenizer is not None else None
+        embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image)
+        embed_tokens = self.base_llm.get_input_embeddings()
+        batch = embeds.shape[0]
+        finished = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
+        tokens, hidden_states, alive = [], [], []
+        past = None
+        step_embeds, step_mask, step_positions = embeds, mask, positions
+        for _ in range(max_new_tokens):
+            if use_cache:
+                out = self.decoder(inputs_embeds=step_embeds, attention_mask=step_mask,
+                                   position_ids=step_positions, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+            else:
+                out = self.decoder(inputs_embeds=step_embeds, attention_mask=step_mask,
+                                   position_ids=step_positions, use_cache=False)
+            hidden = out.last_hidden_state[:, -1]
+            next_token = self.logits(hidden).argmax(-1)
+            if eos_id is not None:
+                finished = finished | (next_token == eos_id)
+            tokens.append(next_token)
+            hidden_states.append(hidden)
+            alive.append(~finished)
+            if bool(finished.all()):
+                break
+            new_embed = embed_tokens(next_token).unsqueeze(1)
+            new_position = step_positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            if use_cache:
+                step_embeds, step_positions = new_embed, new_position
+            else:
+                step_embeds = torch.cat([step_embeds, new_embed], dim=1)
+                step_positions = torch.cat([step_positions, new_position], dim=1)
+            step_mask = mask
+        token_mask = torch.stack(alive, dim=1)
+        tokens = torch.stack(tokens, dim=1)
+        if eos_id is not None:
+            tokens = torch.where(token_mask, tokens, torch.full_like(tokens, self.tokenizer.pad_token_id))
+        return Generation(tokens=tokens, token_mask=token_mask, hidden=torch.stack(hidden_states, dim=1))
+
+    def decode_text(self, tokens: torch.Tensor, token_mask: torch.Tensor) -> list[str]:
+        """Texts of ``[batch, T]`` tokens, keeping only the masked-in ones."""
+        return [self.tokenizer.decode(row[m].tolist(), skip_special_tokens=True).strip()
+                for row, m in zip(tokens, token_mask)]
+
+    # ---- accounting --------------------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per component; ``lora_trainable`` counts only adapter weights."""
+        def count(module, trainable_only=False):
+            return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+        lora = sum(p.numel() for n, p in self.llm.named_parameters() if "lora_" in n)
+        return {
+            "vision": count(self.vision),
+            "projector": count(self.projector),
+            "llm": count(self.llm) - lora,
+            "lora_trainable": lora,
+            "channel_encoder": count(self.channel_encoder),
+            "channel_decoder": count(self.channel_decoder),
+        }

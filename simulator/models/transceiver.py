@@ -1,0 +1,110 @@
+"""The M4SC link split (DESIGN.md, the paper's Fig. 3): the base station runs the whole MLLM and
+the channel encoder; each user holds only the channel decoder and the LM head (plus tokenizer).
+
+``Transmitter``: users' images + prompts -> greedy generation -> per-token semantic vectors ->
+channel encoder -> complex symbols ``[batch, T, c]`` (Es = 1 per symbol) with a token mask.
+``Receiver``: received symbols -> channel decoder -> LM head -> tokens -> text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from simulator.models.channel_codec import ChannelDecoder
+from simulator.models.mllm import M4SCModel
+
+__all__ = ["Transmission", "Transmitter", "Receiver"]
+
+
+@dataclass
+class Transmission:
+    """What the BS sends for a batch of users.
+
+    Attributes:
+        tokens: ``[batch, T]`` int64 the BS's output tokens (the reference the receiver should recover).
+        token_mask: ``[batch, T]`` bool, True where a token is sent.
+        hidden: ``[batch, T, d]`` float semantic vectors (input of the channel encoder and the comparator).
+        symbols: ``[batch, T, c]`` complex64 channel symbols, zero where ``token_mask`` is False.
+    """
+
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    hidden: torch.Tensor
+    symbols: torch.Tensor
+
+    @property
+    def symbols_per_user(self) -> torch.Tensor:
+        """``[batch]`` int64 complex channel uses each user's answer needs."""
+        return self.token_mask.sum(-1) * self.symbols.shape[-1]
+
+
+class Transmitter(nn.Module):
+    """Base-station side: the full MLLM plus the channel encoder."""
+
+    def __init__(self, model: M4SCModel):
+        super().__init__()
+        self.model = model
+
+    @torch.inference_mode()
+    def forward(self, prompts: list[str], pixel_values: torch.Tensor | None = None,
+                has_image: torch.Tensor | None = None, max_new_tokens: int | None = None) -> Transmission:
+        """Encode a batch of users' tasks.
+
+        Args:
+            prompts: ``batch`` rendered instruction prompts.
+            pixel_values: ``[batch, 3, H, W]`` images (None if no task has one).
+            has_image: ``[batch]`` bool, which samples use their image.
+        """
+        device = next(self.model.parameters()).device
+        input_ids, attention_mask = self.model.tokenize(prompts, device)
+        if pixel_values is not None:
+            pixel_values = pixel_values.to(device)
+            has_image = None if has_image is None else has_image.to(device)
+        generation = self.model.generate(input_ids, attention_mask, pixel_values, has_image, max_new_tokens)
+        symbols = self.model.channel_encoder(generation.hidden)
+        symbols = symbols * generation.token_mask.unsqueeze(-1)
+        return Transmission(generation.tokens, generation.token_mask, generation.hidden, symbols)
+
+
+class Receiver(nn.Module):
+    """User side: channel decoder + LM head + tokenizer, nothing else of the MLLM.
+
+    Args:
+        channel_decoder: ``Linear(2c -> d)``.
+        lm_head: ``Linear(d -> vocab)`` without bias.
+        tokenizer: to turn tokens into text.
+        logit_softcap: the LLM's final soft-cap (does not change the argmax; kept for scores).
+    """
+
+    def __init__(self, channel_decoder: ChannelDecoder, lm_head: nn.Module, tokenizer, logit_softcap: float | None = None):
+        super().__init__()
+        self.channel_decoder = channel_decoder
+        self.lm_head = lm_head
+        self.tokenizer = tokenizer
+        self.logit_softcap = logit_softcap
+
+    @classmethod
+    def from_model(cls, model: M4SCModel) -> "Receiver":
+        """The receiver's share of a trained model (the modules are shared, not copied)."""
+        cap = getattr(model.base_llm.config, "final_logit_softcapping", None)
+        return cls(model.channel_decoder, model.lm_head, model.tokenizer, cap)
+
+    @torch.inference_mode()
+    def forward(self, symbols: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        """``symbols [batch, T, c]`` complex, ``token_mask [batch, T]`` -> ``tokens [batch, T]`` and texts."""
+        hidden = self.channel_decoder(symbols)
+        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))
+        tokens = logits.argmax(-1)
+        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+        tokens = torch.where(token_mask, tokens, torch.full_like(tokens, pad))
+        texts = []
+        if self.tokenizer is not None:
+            texts = [self.tokenizer.decode(row[m].tolist(), skip_special_tokens=True).strip()
+                     for row, m in zip(tokens, token_mask)]
+        return tokens, texts
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
