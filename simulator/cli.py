@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "ber": "Monte-Carlo BER/BLER of the digital chain next to the closed form",
     "info": "versions, device, and model parameter counts",
     "bench": "benchmarks on this machine (channel throughput, ...)",
+    "data": "make / convert / prepare datasets (CLEVR-like generator, sentiment text)",
 }
 
 
