@@ -14,7 +14,7 @@ from pathlib import Path
 
 from simulator.models.config import CodecConfig
 
-__all__ = ["CheckpointError", "save_codec", "load_codec", "FORMAT_VERSION"]
+__all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "read_codec_config", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -92,31 +92,38 @@ def read_codec_config(directory: str | Path) -> CodecConfig:
 
 def load_codec(directory: str | Path, device: str = "cpu"):
     """Build an :class:`~simulator.models.mllm.M4SCModel` from a checkpoint folder (eval mode)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from simulator.models.mllm import M4SCModel
 
     directory = Path(directory)
     config = read_codec_config(directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {weights}")
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {directory / WEIGHTS_FILE}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load the tokenizer in {directory}: {err}") from None
+    model = M4SCModel(config, tokenizer).to(device)
+    load_weights(model, directory, device)
+    return model.eval()
+
+
+def load_weights(model, directory: str | Path, device: str = "cpu") -> None:
+    """Load ``directory/model.safetensors`` into an already built model of the same config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(directory) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {weights}")
     try:
-        state = load_file(str(weights), device=device)
+        state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"corrupt weights file {weights}: {err}") from None
-    model = M4SCModel(config, tokenizer).to(device)
-    skipped = _pretrained_prefixes(config)
+    skipped = _pretrained_prefixes(model.config)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state and _is_saved(k, skipped)]
-    # Tied weights are stored once: a key is only really missing if no stored tensor backs it.
-    missing = [k for k in missing if not _is_tied(model, k)]
+    missing = [k for k in expected if k not in state and _is_saved(k, skipped) and not _is_tied(model, k)]
     unexpected = [k for k in state if k not in expected]
     mismatched = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
@@ -130,7 +137,6 @@ def load_codec(directory: str | Path, device: str = "cpu"):
             details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
         raise CheckpointError(f"weights in {weights} do not match config.json: " + "; ".join(details))
     model.load_state_dict(state, strict=False)
-    return model.eval()
 
 
 def _is_tied(model, key: str) -> bool:

@@ -70,6 +70,8 @@ class CodecConfig:
             encoder maps ``d -> 2c`` reals). Paper: 256 (512 reals).
         max_new_tokens: generation limit per task.
         vision_path / llm_path: local directories with pretrained weights (``paper`` profile).
+        instructions: per-task instruction texts the codec was trained with (task -> text); empty
+            means the paper's texts (``simulator.data.templates``). Inference must use the same.
     """
 
     profile: str = "tiny"
@@ -81,6 +83,7 @@ class CodecConfig:
     max_new_tokens: int = 24
     vision_path: str | None = None
     llm_path: str | None = None
+    instructions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.projector, dict):
