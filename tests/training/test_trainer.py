@@ -1,0 +1,105 @@
+"""Training: each stage changes exactly its parameter groups, resume is exact, loss goes down."""
+
+import csv
+
+import pytest
+import torch
+
+from simulator.errors import UserError
+from simulator.training.stages import _group_of
+from simulator.training.trainer import Trainer, cosine_lr
+from tests.training.conftest import make_config
+
+EXPECTED_GROUPS = {
+    "lm": {"llm_base"},
+    "align": {"projector"},
+    "instruct": {"projector", "lora"},
+    "joint": {"projector", "lora", "channel_codec"},
+}
+
+
+def _snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("stage", ["vision", "lm", "align", "instruct", "joint"])
+def test_stage_updates_exactly_its_parameters(tiny_data, tmp_path, stage):
+    trainer = Trainer(make_config(tiny_data, tmp_path, steps=2))
+    trainer.prepare()
+    model = trainer.fresh_model()
+    with torch.no_grad():  # LoRA B starts at zero; make LoRA A's gradient non-zero from step one
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.01)
+    before = _snapshot(model)
+    model, _ = trainer.run_stage(stage, model, resume=False)
+    changed = {_group_of(name) for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    expected = {"vision"} if stage == "vision" else EXPECTED_GROUPS[stage]
+    assert changed == expected
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    straight = Trainer(make_config(tiny_data, tmp_path / "a", steps=4, checkpoint_every=2))
+    straight.prepare()
+    reference, _ = straight.run_stage("instruct", straight.fresh_model(), resume=False)
+
+    interrupted = Trainer(make_config(tiny_data, tmp_path / "b", steps=4, checkpoint_every=2))
+    interrupted.prepare()
+    original_loss = Trainer._loss
+    calls = {"n": 0}
+
+    def dying_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # step index 3, after the checkpoint at step 2
+            raise KeyboardInterrupt
+        return original_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run_stage("instruct", interrupted.fresh_model(), resume=False)
+    monkeypatch.setattr(Trainer, "_loss", original_loss)
+    checkpoint = interrupted.config.stage_dir("instruct") / "checkpoint"
+    assert checkpoint.is_dir()
+    with pytest.raises(UserError, match="--resume"):
+        interrupted.run_stage("instruct", interrupted.fresh_model(), resume=False)
+    resumed, final = interrupted.run_stage("instruct", interrupted.fresh_model(), resume=True)
+    assert not checkpoint.exists() and (final / "model.safetensors").is_file()
+    log = list(csv.DictReader((tmp_path / "b" / "train_log.csv").open()))
+    assert [int(r["step"]) for r in log] == [1, 2, 3, 4]  # nothing lost, nothing repeated
+    reference_state = reference.state_dict()
+    for name, value in resumed.state_dict().items():
+        assert torch.allclose(value, reference_state[name], atol=1e-6, rtol=0), name
+
+
+def test_loss_decreases_on_a_tiny_batch(tiny_data, tmp_path):
+    config = make_config(tiny_data, tmp_path, steps=30, checkpoint_every=100, lm={"lr": 1e-2})
+    trainer = Trainer(config)
+    trainer.prepare()
+    trainer.run_stage("lm", trainer.fresh_model(), resume=False)
+    losses = [float(r["loss"]) for r in csv.DictReader((tmp_path / "train_log.csv").open())]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5
+
+
+def test_whole_run_writes_final_and_skips_finished_stages(tiny_data, tmp_path):
+    config = make_config(tiny_data, tmp_path, steps=1, checkpoint_every=100)
+    final = Trainer(config).run("all")
+    assert (final / "config.json").is_file() and (final / "tokenizer.json").is_file()
+    steps_logged = len(list(csv.DictReader((tmp_path / "train_log.csv").open())))
+    Trainer(config).run("all")  # every stage already final: nothing trains again
+    assert len(list(csv.DictReader((tmp_path / "train_log.csv").open()))) == steps_logged
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    from simulator.training.config import StageConfig
+
+    stage = StageConfig(steps=100, batch_size=1, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    values = [cosine_lr(s, stage) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert values[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_later_stage_needs_the_earlier_result(tiny_data, tmp_path):
+    with pytest.raises(UserError, match="run the earlier stages first"):
+        Trainer(make_config(tiny_data, tmp_path)).run("3")
