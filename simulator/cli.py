@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "data": "make / convert / prepare datasets (CLEVR-like generator, sentiment text)",
     "train": "train the semantic codec (stages 0-3), resumable",
     "eval": "task accuracy of a codec versus SNR through a channel",
+    "run": "simulate a scenario YAML (BS to many users, semantic sharing) and write results/<run>/",
 }
 
 

@@ -66,3 +66,22 @@ def test_info_json_is_json_only(run_cli):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_ber_json_rows_next_to_theory(run_cli):
+    result = run_cli("ber", "--channel", "awgn", "--modulation", "qpsk", "--snr-db", "0", "4", "--json",
+                     "--num-bits", "200000")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["snr_db"] for row in rows] == [0.0, 4.0]
+    for row in rows:
+        assert abs(row["ber"] - row["ber_theory"]) <= 0.1 * row["ber_theory"]
+
+
+def test_bench_channels_json_reports_rates_with_units(run_cli):
+    result = run_cli("bench", "--channels", "--quick", "--json", "--num-users", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["channels"]) == {"awgn", "rayleigh", "tdl"}
+    for row in report["channels"].values():
+        assert row["symbols_per_s"] > 0 and row["unit"] == "complex symbols/s" and row["num_users"] == 2
