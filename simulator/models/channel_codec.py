@@ -15,6 +15,15 @@ from channels.conventions import complex_to_real, normalize_power, real_to_compl
 __all__ = ["ChannelEncoder", "ChannelDecoder"]
 
 
+@torch.no_grad()
+def _identity_(linear: nn.Linear) -> None:
+    """Zero bias and a leading identity block: output ``i`` = input ``i`` for ``i < min(in, out)``."""
+    linear.weight.zero_()
+    linear.bias.zero_()
+    n = min(linear.in_features, linear.out_features)
+    linear.weight[:n, :n] = torch.eye(n)
+
+
 class ChannelEncoder(nn.Module):
     """``Linear(d -> 2c)``, paired into complex symbols and normalised per token.
 
@@ -31,13 +40,9 @@ class ChannelEncoder(nn.Module):
         reals = self.linear(hidden.to(self.linear.weight.dtype)).float()
         return normalize_power(real_to_complex(reals))
 
-    @torch.no_grad()
     def init_identity(self) -> None:
         """Copy the first ``min(d, 2c)`` coordinates of ``h`` into the reals; needs ``2c >= d`` to be lossless."""
-        self.linear.weight.zero_()
-        self.linear.bias.zero_()
-        n = min(self.hidden_size, 2 * self.symbols_per_token)
-        self.linear.weight[:n, :n] = torch.eye(n)
+        _identity_(self.linear)
 
 
 class ChannelDecoder(nn.Module):
@@ -51,10 +56,6 @@ class ChannelDecoder(nn.Module):
     def forward(self, symbols: torch.Tensor) -> torch.Tensor:
         return self.linear(complex_to_real(symbols).to(self.linear.weight.dtype))
 
-    @torch.no_grad()
     def init_identity(self) -> None:
         """Inverse of :meth:`ChannelEncoder.init_identity` up to the encoder's power scaling."""
-        self.linear.weight.zero_()
-        self.linear.bias.zero_()
-        n = min(self.hidden_size, 2 * self.symbols_per_token)
-        self.linear.weight[:n, :n] = torch.eye(n)
+        _identity_(self.linear)

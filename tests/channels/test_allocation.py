@@ -8,13 +8,7 @@ from channels.allocation import BROADCAST, IDLE, ResourceAllocator, SlotGrid
 from channels.digital import mcs_table, select_mcs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes LDPC decoding ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_slot_grid_numerology():

@@ -6,13 +6,7 @@ import torch
 from channels.ber import simulate_ber
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes LDPC decoding ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 KEYS = {"snr_db", "ber", "ber_theory", "bler", "num_bits", "num_errors", "channel", "modulation",

@@ -10,13 +10,7 @@ from channels.flat import AWGNChannel, RayleighBlockFadingChannel
 from channels.randomness import user_generators
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP spin-waiting makes LDPC decoding ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bits(shape, seed=0):
