@@ -1,0 +1,288 @@
+"""``python -m simulator run SCENARIO.yaml [--out DIR] [--set key=value ...] [--json]``: simulate a
+scenario (see :mod:`simulator.scenario`) and write ``metrics.parquet``, ``config.yaml`` and
+``manifest.json`` (see :mod:`simulator.results`).
+
+Everything that can be wrong with the input (schema, checkpoint, channel parameters, data, output
+folder) is checked before the output folder is created. Ctrl-C keeps the points already finished
+in a valid ``metrics.parquet`` and marks the manifest ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_arguments", "main", "SUMMARY_COLUMNS"]
+
+SUMMARY_COLUMNS = ["system", "task", "snr_db", "sharing", "threshold", "accuracy", "bleu4", "sharing_ratio",
+                   "bytes_total", "latency_mean_s"]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("scenario", help="scenario YAML (e.g. scenarios/vqa_8users.yaml)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default results/<scenario name>-<timestamp>); must not exist or be empty")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a scenario value, e.g. --set num_users=4 --set snr_db=[0,10] (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print the summary rows as JSON only")
+
+
+def _checkpoint_dir(value: str | None) -> Path:
+    from simulator.errors import UserError
+    from simulator.scenario import SHIPPED_CHECKPOINT
+
+    if value is None:
+        if not (SHIPPED_CHECKPOINT / "config.json").is_file():
+            raise UserError(f"model.checkpoint: not set, and the shipped checkpoint {SHIPPED_CHECKPOINT} is missing "
+                            "(set model.checkpoint, or train one: python -m simulator train scenarios/train_tiny.yaml)")
+        return SHIPPED_CHECKPOINT
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise UserError(f"model.checkpoint: folder not found: {path}")
+    return path.resolve()
+
+
+def _device(choice: str):
+    import torch
+
+    from simulator.errors import UserError
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("model.device: cuda requested but no CUDA device is available")
+    return torch.device(choice)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _json_safe(value.item())
+    return value
+
+
+class _Setup:
+    """Everything a run needs, built and checked before the output folder is touched."""
+
+    def __init__(self, args):
+        import torch
+
+        from simulator.errors import UserError
+        from simulator.models.checkpoint import CheckpointError, load_codec
+        from simulator.results import RunDirectory
+        from simulator.scenario import load_scenario
+
+        self.scenario_path = str(args.scenario)
+        self.overrides = list(args.set)
+        self.scenario = scenario = load_scenario(args.scenario, self.overrides)
+        self.name = scenario.run_name(args.scenario)
+        out = Path(args.out) if args.out else Path("results") / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_dir = RunDirectory(out)
+        self.run_dir.check_free()
+        self.checkpoint = _checkpoint_dir(scenario.model.checkpoint)
+        if scenario.num_threads is not None:
+            torch.set_num_threads(scenario.num_threads)
+        device = _device(scenario.model.device)
+        try:
+            self.codec = load_codec(self.checkpoint, device=str(device))
+        except CheckpointError as err:
+            raise UserError(f"model.checkpoint: {err}") from None
+        config = self.codec.config
+        self.symbols_per_token = config.channel_symbols_per_token
+        wanted = scenario.model.channel_symbols_per_token
+        if wanted is not None and wanted != self.symbols_per_token:
+            raise UserError(f"model.channel_symbols_per_token: {wanted} differs from the checkpoint's "
+                            f"{self.symbols_per_token} (it is fixed by the trained channel codec)")
+        self.max_new_tokens = scenario.model.max_new_tokens or config.max_new_tokens
+        self._build_phy()
+        self._build_data()
+        self._build_systems(device)
+
+    def _build_phy(self) -> None:
+        from channels.allocation import SlotGrid
+        from simulator.engine import build_channel
+        from simulator.errors import UserError
+
+        scenario = self.scenario
+        try:
+            self.channel, self.channel_params, self.drop = build_channel(scenario, self.symbols_per_token)
+        except ValueError as err:
+            raise UserError(f"channel.params: {err}") from None
+        self.grid = SlotGrid(num_prbs=scenario.resources.num_prbs, numerology=scenario.resources.numerology)
+
+    def _build_data(self) -> None:
+        from simulator.errors import UserError
+
+        try:
+            self._read_tasks()
+        except UserError as err:
+            message = str(err)
+            raise UserError(message if message.startswith("data") else f"data: {message}") from None
+
+    def _read_tasks(self) -> None:
+        from simulator.engine import TaskPool, resolve_clevr_dir
+
+        scenario = self.scenario
+        kinds = scenario.traffic.active_tasks()
+        data = scenario.data
+        self.clevr_dir = resolve_clevr_dir(data, data.split) if {"vqa", "caption"} & set(kinds) else None
+        self.text_dir = None
+        if "classify" in kinds:
+            from simulator.data.sentiment import DEFAULT_TEXT_DIR
+
+            self.text_dir = Path(data.text_dir).expanduser() if data.text_dir else Path(DEFAULT_TEXT_DIR)
+        image_size = int(self.codec.config.vision["image_size"])
+        self.pool = TaskPool.from_sources(kinds, self.clevr_dir, data.split, self.text_dir, data.text_subset,
+                                          data.text_split, image_size)
+
+    def _build_systems(self, device) -> None:
+        from simulator.engine import SweepRunner
+        from simulator.errors import UserError
+        from simulator.systems import SystemContext, build_system
+
+        context = SystemContext(self.scenario, self.codec, self.pool.load_image, self.max_new_tokens, device)
+        systems = {}
+        for name in self.scenario.systems:
+            try:
+                systems[name] = build_system(name, context)
+            except ValueError as err:
+                raise UserError(f"systems: {err}") from None
+        self.runner = SweepRunner(self.scenario, systems, self.pool, self.channel, self.drop, self.grid)
+
+    # ---- records ------------------------------------------------------------------------------
+    def resolved_config(self) -> dict:
+        """The scenario as run: defaults and derived values filled in (valid scenario YAML again)."""
+        config = self.scenario.model_dump(mode="json")
+        config["name"] = self.name
+        config["model"].update(checkpoint=str(self.checkpoint), channel_symbols_per_token=self.symbols_per_token,
+                               max_new_tokens=self.max_new_tokens)
+        if self.clevr_dir is not None:
+            config["data"]["clevr_dir"] = str(self.clevr_dir)
+        if self.text_dir is not None:
+            config["data"]["text_dir"] = str(self.text_dir)
+        config["channel"]["params"] = dict(self.channel_params)
+        if self.scenario.placement.mode == "drop" and config["placement"]["bandwidth_hz"] is None:
+            config["placement"]["bandwidth_hz"] = self.grid.bandwidth_hz
+        return config
+
+    def manifest(self) -> dict:
+        from simulator.results import checkpoint_hash
+
+        info = {
+            "scenario": self.name,
+            "scenario_file": self.scenario_path,
+            "overrides": self.overrides,
+            "out": str(self.run_dir.path),
+            "seed": self.scenario.seed,
+            "checkpoint": str(self.checkpoint),
+            "checkpoint_sha256": checkpoint_hash(self.checkpoint),
+            "codec_profile": self.codec.config.profile,
+            "bits_per_real": self.scenario.accounting.bits_per_real,
+            "symbols_per_token": self.symbols_per_token,
+            "max_new_tokens": self.max_new_tokens,
+            "slot_duration_s": self.grid.slot_duration_s,
+            "re_per_prb": self.grid.re_per_prb,
+            "bandwidth_hz": self.grid.bandwidth_hz,
+            "tasks_per_point": self.runner.tasks_per_run,
+            "points_total": len(self.scenario.sweep_points()),
+            "shared_task_probability": self.scenario.traffic.shared_task_probability,
+            "systems": {name: system.describe() for name, system in self.runner.systems.items()},
+        }
+        if self.drop is not None:
+            info["drop"] = {
+                "scenario": self.drop.scenario,
+                "distance_2d_m": [round(float(d), 2) for d in self.drop.distance_2d_m],
+                "pathloss_db": [round(float(p), 2) for p in self.drop.pathloss_db],
+                "gain_db": [round(float(g), 2) for g in self.drop.gain_db],
+                "speed_mps": [round(float(v), 3) for v in self.drop.ut_velocities.norm(dim=-1)],
+            }
+        return info
+
+
+def _channel_label(setup: _Setup) -> str:
+    return setup.scenario.channel.name
+
+
+def _print_summary(frame, out: Path, status: str) -> None:
+    import pandas as pd
+
+    if frame.empty:
+        print(f"no finished points ({status}); results in {out}")
+        return
+    columns = list(SUMMARY_COLUMNS)
+    if frame["tx_power_dbm"].notna().any():  # drop placement: the sweep is the transmit power
+        columns.insert(columns.index("snr_db"), "tx_power_dbm")
+    table = frame[columns].copy()
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+    print(f"{status}: {len(frame)} rows in {out}")
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: finished points are kept."""
+    raise KeyboardInterrupt
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _close(progress) -> None:
+    if progress is not None:
+        progress.close()
+
+
+def main(args) -> int:
+    import logging
+
+    from tqdm import tqdm
+
+    from simulator.results import summarize
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    setup = _Setup(args)
+    run_dir = setup.run_dir
+    run_dir.start(setup.resolved_config(), setup.manifest())
+    runner = setup.runner
+    progress = None
+    previous_sigterm = signal.signal(signal.SIGTERM, _terminate) if _in_main_thread() else None
+    try:
+        with tqdm(total=runner.distinct_tasks() * len(runner.systems), unit="task", desc="generate", file=sys.stderr,
+                  disable=None, dynamic_ncols=True) as generation:
+            began = time.perf_counter()
+            runner.prepare(on_progress=generation.update)
+            run_dir.manifest["generation_s"] = round(time.perf_counter() - began, 3)
+        progress = tqdm(total=runner.work_units(), unit="task", desc=setup.name, file=sys.stderr,
+                        disable=None, dynamic_ncols=True)
+        for results in runner.run(on_batch=progress.update):
+            rows = [row for result in results
+                    for row in summarize(result, setup.scenario, _channel_label(setup), setup.symbols_per_token)]
+            run_dir.add_rows(rows)
+    except KeyboardInterrupt:
+        _close(progress)
+        run_dir.finish("interrupted")
+        print(f"interrupted: {run_dir.manifest['points_done']} finished point(s) kept in {run_dir.path}", file=sys.stderr)
+        raise
+    except BaseException as err:
+        _close(progress)
+        run_dir.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+    _close(progress)
+    run_dir.finish("complete")
+    frame = run_dir.frame()
+    if args.json:
+        rows = [{key: _json_safe(value) for key, value in row.items()} for row in run_dir.rows]
+        print(json.dumps(rows, indent=2))
+        return 0
+    _print_summary(frame, run_dir.path, "complete")
+    return 0

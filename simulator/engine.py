@@ -1,0 +1,587 @@
+"""The discrete-event engine: tasks, traffic, and the SimPy processes of the BS and the users.
+
+Workload. A :class:`Task` is one instruction for the MLLM (VQA question on an image, caption of
+an image, sentiment of a text) drawn from a :class:`TaskPool`. :func:`snapshot_rounds` gives every
+user one task per round, all at t = 0 (curves); :func:`poisson_arrivals` gives each user Poisson
+arrivals. Same-scene traffic: per snapshot (per run in Poisson mode) ``num_group_tasks`` group
+tasks are drawn; each task of each user is, with probability ``shared_task_probability``, one of
+them instead of the user's own random task (users in one venue asking about the same scene).
+
+Events (SimPy; processes are generator functions taking ``env`` first):
+
+- :func:`user_traffic`: one per user, submits the user's tasks to the BS at their arrival times;
+- :meth:`BaseStation.serve`: waits for pending tasks, starts a batch at the next slot (or
+  ``batch_interval_s``) boundary with the head task of every user's FIFO queue, runs the system's
+  encoder and comparator (cached: both are SNR-independent), asks the
+  :class:`channels.allocation.ResourceAllocator` for PRBs (broadcast payload = public symbols,
+  unicast payload = each user's private symbols), transmits, and stays busy for the allocation's
+  air time;
+- :func:`user_reception`: one per task in flight; the user decodes when its last stream (own
+  unicast and, if needed, the broadcast) has been delivered, and records the latency
+  ``delivered - arrival = queueing + air time``.
+
+Randomness: the traffic of user ``u`` draws from ``numpy.random.default_rng([seed, 1, u])`` (task
+content) and ``[seed, 3, u]`` (arrival times); group tasks from ``[seed, 2, round]``; the physical
+layer from per-user torch generators (:func:`channels.randomness.user_generators`, stream ids
+:data:`UNICAST_STREAM` and :data:`BROADCAST_STREAM`), recreated for every sweep point, system and
+sharing variant, so variants and points see common random numbers. Adding a user changes no other
+user's tasks or arrival times. The engine is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simulator.errors import UserError
+from simulator.scenario import TASKS, Scenario, SharingVariant, SweepPoint, TrafficSection
+from simulator.systems import BatchPlan, Delivery, Link, System
+
+__all__ = [
+    "Task",
+    "TaskPool",
+    "Arrival",
+    "TaskRecord",
+    "PointResult",
+    "snapshot_rounds",
+    "poisson_arrivals",
+    "user_traffic",
+    "user_reception",
+    "BaseStation",
+    "simulate_episode",
+    "EncodingCache",
+    "SweepRunner",
+    "build_channel",
+    "resolve_clevr_dir",
+    "UNICAST_STREAM",
+    "BROADCAST_STREAM",
+    "DROP_STREAM",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``user_generators`` stream ids of the physical layer.
+UNICAST_STREAM = 101
+BROADCAST_STREAM = 102
+#: The stream id ``channels.registry`` derives UMi/UMa drops from (shared so both give one drop).
+DROP_STREAM = 17
+_TASK_CONTENT, _GROUP_TASKS, _ARRIVAL_TIMES = 1, 2, 3
+_BOUNDARY_TOLERANCE = 1e-9
+
+
+# ---- workload ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One task instance.
+
+    Attributes:
+        task_id: identity of the content (same id = same prompt and image = same BS output).
+        kind: ``"vqa"``, ``"caption"`` or ``"classify"``.
+        input_text: the question (vqa), None (caption: the template's fixed text) or the review (classify).
+        image: image file name in the pool's image folder, or None (text tasks).
+        references: accepted outputs (vqa answer; caption references; classify label).
+        scene: what "same scene" compares: the image file name (text tasks: the task id).
+    """
+
+    task_id: str
+    kind: str
+    input_text: str | None
+    image: str | None
+    references: tuple[str, ...]
+    scene: str
+
+
+class TaskPool:
+    """Tasks per kind from a CLEVR-layout split and a sentiment corpus; loads images on demand.
+
+    Args:
+        tasks: kind -> tasks.
+        image_dir: folder of the split's images (None without image tasks).
+        image_size: side the images are resized to (the codec's vision input), pixels.
+    """
+
+    def __init__(self, tasks: dict[str, list[Task]], image_dir: Path | None = None, image_size: int | None = None):
+        self.tasks = tasks
+        self.image_dir = image_dir
+        self.image_size = image_size
+        self._images: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_sources(cls, kinds: list[str], clevr_dir: Path | None, split: str, text_dir: Path | None,
+                     text_subset: str, text_split: str, image_size: int | None) -> "TaskPool":
+        """Read the tasks of ``kinds``; UserError naming the data field when a source is missing."""
+        from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset
+
+        tasks: dict[str, list[Task]] = {}
+        image_dir = None
+        if "vqa" in kinds:
+            vqa = ClevrVQADataset(clevr_dir, split)
+            image_dir = vqa.image_dir
+            tasks["vqa"] = [Task(f"vqa/{i}", "vqa", q["question"], q["image_filename"], (str(q["answer"]),),
+                                 q["image_filename"]) for i, q in enumerate(vqa.questions) if q.get("answer") is not None]
+        if "caption" in kinds:
+            captions = ClevrCaptionDataset(clevr_dir, split)
+            image_dir = captions.image_dir
+            tasks["caption"] = [Task(f"caption/{i}", "caption", None, e["image_filename"], tuple(e["captions"]),
+                                     e["image_filename"]) for i, e in enumerate(captions.entries)]
+        if "classify" in kinds:
+            if text_dir is None or not Path(text_dir).is_dir():
+                raise UserError(f"data.text_dir: sentiment corpus not found at {text_dir} "
+                                f"(prepare it with: python -m simulator data text --out {text_dir})")
+            corpus = SentimentCorpusDataset(text_dir, text_split, text_subset)
+            tasks["classify"] = [Task(f"classify/{i}", "classify", s["text"], None, (s["label"],), f"classify/{i}")
+                                 for i, s in enumerate(corpus.samples)]
+        for kind in kinds:
+            if not tasks.get(kind):
+                raise UserError(f"data: no {kind} tasks with references in the {split} split")
+        return cls(tasks, image_dir, image_size)
+
+    def kinds(self) -> list[str]:
+        return [k for k in TASKS if k in self.tasks]
+
+    def load_image(self, filename: str) -> torch.Tensor:
+        """``[3, H, W]`` float32 in [0, 1] at ``image_size`` (cached)."""
+        from simulator.data.loaders import load_image
+
+        if filename not in self._images:
+            if self.image_dir is None:
+                raise ValueError("this task pool has no images")
+            self._images[filename] = load_image(self.image_dir / filename, self.image_size)
+        return self._images[filename]
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A task of ``user`` arriving at the BS at ``time_s`` seconds; ``group`` = group-task index or None."""
+
+    user: int
+    time_s: float
+    task: Task
+    group: int | None = None
+
+
+def _task_sampler(traffic: TrafficSection, pool: TaskPool):
+    kinds = traffic.active_tasks()
+    weights = np.array([traffic.tasks[k] for k in kinds], dtype=np.float64)
+    weights /= weights.sum()
+
+    def draw(rng: np.random.Generator) -> Task:
+        """Exactly two draws from ``rng``: the kind, then the item."""
+        kind = kinds[int(rng.choice(len(kinds), p=weights))]
+        items = pool.tasks[kind]
+        return items[int(rng.integers(len(items)))]
+
+    return draw
+
+
+def _user_task(rng: np.random.Generator, traffic: TrafficSection, groups: list[Task], draw) -> tuple[Task, int | None]:
+    """One task of a user: a fixed number of draws whatever the outcome (streams stay aligned)."""
+    shared = rng.random() < traffic.shared_task_probability
+    group = int(rng.integers(len(groups)))
+    own = draw(rng)
+    return (groups[group], group) if shared else (own, None)
+
+
+def snapshot_rounds(traffic: TrafficSection, pool: TaskPool, num_users: int, seed: int) -> list[list[Arrival]]:
+    """``traffic.rounds`` snapshots; in each, one task per user at t = 0. Returns ``[round][user]``."""
+    draw = _task_sampler(traffic, pool)
+    user_rngs = [np.random.default_rng([seed, _TASK_CONTENT, u]) for u in range(num_users)]
+    rounds = []
+    for r in range(traffic.rounds):
+        group_rng = np.random.default_rng([seed, _GROUP_TASKS, r])
+        groups = [draw(group_rng) for _ in range(traffic.num_group_tasks)]
+        arrivals = []
+        for user, rng in enumerate(user_rngs):
+            task, group = _user_task(rng, traffic, groups, draw)
+            arrivals.append(Arrival(user, 0.0, task, group))
+        rounds.append(arrivals)
+    return rounds
+
+
+def poisson_arrivals(traffic: TrafficSection, pool: TaskPool, num_users: int, seed: int) -> list[Arrival]:
+    """Per-user Poisson arrivals at ``arrival_rate_hz`` in ``[0, duration_s)``, sorted by (time, user)."""
+    draw = _task_sampler(traffic, pool)
+    groups = [draw(np.random.default_rng([seed, _GROUP_TASKS, 0])) for _ in range(traffic.num_group_tasks)]
+    arrivals = []
+    for user in range(num_users):
+        time_rng = np.random.default_rng([seed, _ARRIVAL_TIMES, user])
+        content_rng = np.random.default_rng([seed, _TASK_CONTENT, user])
+        t = float(time_rng.exponential(1.0 / traffic.arrival_rate_hz))
+        while t < traffic.duration_s:
+            task, group = _user_task(content_rng, traffic, groups, draw)
+            arrivals.append(Arrival(user, t, task, group))
+            t += float(time_rng.exponential(1.0 / traffic.arrival_rate_hz))
+    return sorted(arrivals, key=lambda a: (a.time_s, a.user))
+
+
+# ---- records -----------------------------------------------------------------------------------
+@dataclass
+class TaskRecord:
+    """One served task.
+
+    Times in seconds; symbols are complex channel uses; ``symbols_public`` is this task's share of
+    the broadcast (the broadcast counts once over all tasks of a batch).
+    """
+
+    user: int
+    task: Task
+    group: int | None
+    arrival_s: float
+    start_s: float
+    air_time_s: float
+    delivery: Delivery
+    symbols_public: float
+    symbols_private: int
+    overhead_bits: int
+    tokens: int
+    public_tokens: int
+    same_scene: bool
+    snr_db: float
+    delivered_s: float = math.nan
+
+    @property
+    def queueing_s(self) -> float:
+        return self.start_s - self.arrival_s
+
+    @property
+    def latency_s(self) -> float:
+        return self.delivered_s - self.arrival_s
+
+
+@dataclass
+class PointResult:
+    """All tasks served at one sweep point by one system under one sharing variant.
+
+    ``snr_db_users`` is ``[U]`` (dB), the users' SNRs at this point.
+    """
+
+    point: SweepPoint
+    system: str
+    variant: SharingVariant
+    records: list[TaskRecord]
+    snr_db_users: list[float]
+
+
+# ---- caching -----------------------------------------------------------------------------------
+class EncodingCache:
+    """SNR-independent work per batch: the system's encoding and its plan per sharing variant.
+
+    Keys are the batch's task ids in row order (the BS output depends on nothing else). At most
+    ``max_entries`` encodings are kept (least recently used dropped first).
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._encoded: OrderedDict = OrderedDict()
+        self._plans: dict = {}
+        self.encode_calls = 0
+
+    def get(self, system: System, tasks: list[Task], variant: SharingVariant):
+        key = (system.name, tuple(t.task_id for t in tasks))
+        if key in self._encoded:
+            self._encoded.move_to_end(key)
+        else:
+            self._encoded[key] = system.encode(tasks)
+            self.encode_calls += 1
+            if len(self._encoded) > self.max_entries:
+                old, _ = self._encoded.popitem(last=False)
+                self._plans = {k: v for k, v in self._plans.items() if k[0] != old}
+        plan_key = (key, variant)
+        if plan_key not in self._plans:
+            self._plans[plan_key] = system.plan(self._encoded[key], variant)
+        return self._encoded[key], self._plans[plan_key]
+
+
+# ---- SimPy processes ---------------------------------------------------------------------------
+def user_traffic(env, arrivals: list[Arrival], base_station: "BaseStation"):
+    """A user's task arrivals (sorted by time) handed to the BS when they occur."""
+    for arrival in arrivals:
+        if arrival.time_s > env.now:
+            yield env.timeout(arrival.time_s - env.now)
+        base_station.submit(arrival)
+
+
+def user_reception(env, record: TaskRecord, sink: list[TaskRecord]):
+    """The user decodes once its streams have arrived; the record gets its delivery time."""
+    yield env.timeout(record.air_time_s)
+    record.delivered_s = env.now
+    sink.append(record)
+
+
+class BaseStation:
+    """The BS: per-user FIFO queues, one batch at a time on the slot grid.
+
+    Args:
+        env: the SimPy environment.
+        system: the communication system.
+        variant: sharing setting.
+        link: the physical layer (all users).
+        allocator: :class:`channels.allocation.ResourceAllocator` of the scenario's users.
+        cache: :class:`EncodingCache`.
+        batch_interval_s: batches start only at multiples of this (the slot duration by default).
+        expected_tasks: tasks to serve before the process ends.
+        on_batch: called with the number of tasks of each batch served (progress).
+    """
+
+    def __init__(self, env, system: System, variant: SharingVariant, link: Link, allocator, cache: EncodingCache,
+                 batch_interval_s: float, expected_tasks: int, on_batch: Callable[[int], None] | None = None):
+        self.env = env
+        self.system, self.variant, self.link = system, variant, link
+        self.allocator, self.cache = allocator, cache
+        self.batch_interval_s = batch_interval_s
+        self.expected_tasks = expected_tasks
+        self.on_batch = on_batch
+        self.queues: list[deque[Arrival]] = [deque() for _ in range(link.num_users)]
+        self.records: list[TaskRecord] = []
+        self.served = 0
+        self._wake = None
+
+    def submit(self, arrival: Arrival) -> None:
+        self.queues[arrival.user].append(arrival)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _next_boundary(self) -> float:
+        slots = math.ceil(self.env.now / self.batch_interval_s - _BOUNDARY_TOLERANCE)
+        return max(self.env.now, slots * self.batch_interval_s)
+
+    def serve(self, env):
+        """The BS process."""
+        while self.served < self.expected_tasks:
+            if not any(self.queues):
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+            start = self._next_boundary()
+            if start > env.now:
+                yield env.timeout(start - env.now)
+            batch = [queue.popleft() for queue in self.queues if queue]
+            air_time = self._transmit(env, batch)
+            self.served += len(batch)
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
+            if air_time > 0:
+                yield env.timeout(air_time)
+
+    def _transmit(self, env, batch: list[Arrival]) -> float:
+        """Encode, allocate, transmit and schedule the users' receptions; returns the air time (s)."""
+        tasks = [a.task for a in batch]
+        users = [a.user for a in batch]
+        encoded, plan = self.cache.get(self.system, tasks, self.variant)
+        deliveries = self.system.deliver(encoded, plan, users, self.link)
+        num_users = self.link.num_users
+        unicast = [0] * num_users
+        for row, user in enumerate(users):
+            unicast[user] = int(plan.unicast_symbols[row])
+        listeners = [users[r] for r in plan.broadcast_rows]
+        allocation = self.allocator.allocate(self.link.snr_db, broadcast_payload=int(plan.broadcast_symbols),
+                                             broadcast_users=listeners or None, unicast_payloads=unicast)
+        slot = allocation.grid.slot_duration_s
+        broadcast_slots = allocation.broadcast.num_slots if allocation.broadcast is not None else 0
+        scenes = [t.scene for t in tasks]
+        for row, arrival in enumerate(batch):
+            slots = allocation.unicast[arrival.user].num_slots
+            if row in plan.broadcast_rows:
+                slots = max(slots, broadcast_slots)
+            record = _record(arrival, env.now, slots * slot, deliveries[row], plan, row,
+                             scenes.count(arrival.task.scene) > 1, float(self.link.snr_db[arrival.user]))
+            env.process(user_reception(env, record, self.records))
+        return allocation.air_time_s
+
+
+def _record(arrival: Arrival, start_s: float, air_time_s: float, delivery: Delivery, plan: BatchPlan, row: int,
+            same_scene: bool, snr_db: float) -> TaskRecord:
+    return TaskRecord(
+        user=arrival.user, task=arrival.task, group=arrival.group, arrival_s=arrival.time_s, start_s=start_s,
+        air_time_s=air_time_s, delivery=delivery, symbols_public=float(plan.public_symbol_share[row]),
+        symbols_private=int(plan.unicast_symbols[row]), overhead_bits=int(plan.overhead_bits[row]),
+        tokens=int(plan.tokens[row]), public_tokens=int(plan.public_tokens[row]), same_scene=same_scene,
+        snr_db=snr_db,
+    )
+
+
+def simulate_episode(arrivals: list[Arrival], system: System, variant: SharingVariant, link: Link, allocator,
+                     cache: EncodingCache, batch_interval_s: float,
+                     on_batch: Callable[[int], None] | None = None) -> list[TaskRecord]:
+    """Run one SimPy episode from t = 0 until every arrival is delivered; records in delivery order."""
+    import simpy
+
+    env = simpy.Environment()
+    base_station = BaseStation(env, system, variant, link, allocator, cache, batch_interval_s, len(arrivals), on_batch)
+    for user in range(link.num_users):
+        own = [a for a in arrivals if a.user == user]
+        if own:
+            env.process(user_traffic(env, own, base_station))
+    env.process(base_station.serve(env))
+    env.run()
+    if len(base_station.records) != len(arrivals):
+        raise RuntimeError(f"episode ended with {len(base_station.records)} of {len(arrivals)} tasks delivered")
+    return base_station.records
+
+
+# ---- channels and data -------------------------------------------------------------------------
+def build_channel(scenario: Scenario, symbols_per_token: int):
+    """The scenario's channel block, its resolved parameters and the user drop (or None).
+
+    Adds ``equalizer: mmse`` and, for rayleigh/rician, ``coherence_symbols = c`` (one fade per
+    token) when not given. ValueError (one line) on a bad parameter.
+    """
+    from channels.randomness import user_generators
+    from channels.registry import channel_parameters, make_channel
+
+    name = scenario.channel.name
+    params = dict(scenario.channel.params)
+    accepted = channel_parameters(name)
+    if "equalizer" in accepted:
+        params.setdefault("equalizer", "mmse")
+    if name in ("rayleigh", "rician"):
+        params.setdefault("coherence_symbols", symbols_per_token)
+    placement = scenario.placement
+    drop = None
+    if name in ("umi", "uma"):
+        channel = make_channel(name, num_users=scenario.num_users, seed=scenario.seed,
+                               carrier_frequency=placement.carrier_frequency_hz, max_speed=placement.max_speed_mps,
+                               **params)
+        drop = channel.drop
+    else:
+        channel = make_channel(name, **params)
+        if placement.mode == "drop":
+            from channels.topology import drop_users
+
+            generator = user_generators(scenario.seed, 2, stream_id=DROP_STREAM)[0]
+            drop = drop_users(placement.scenario, scenario.num_users, generator=generator,
+                              carrier_frequency=placement.carrier_frequency_hz, max_speed=placement.max_speed_mps)
+    return channel, params, drop
+
+
+def resolve_clevr_dir(data, split: str) -> Path:
+    """The CLEVR-layout folder of the run: ``data.clevr_dir``, or an eval set generated once into
+    ``data.cache_dir`` (default ``~/.cache/m4sc/clevr-eval-<seed>-<num_images>``, the folder the
+    ``eval`` command uses too) with all images in the test split."""
+    if data.clevr_dir is not None:
+        root = Path(data.clevr_dir).expanduser()
+        if not root.is_dir():
+            raise UserError(f"data.clevr_dir: folder not found: {root}")
+        return root
+    from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
+
+    root = Path(data.cache_dir).expanduser() if data.cache_dir else \
+        Path.home() / ".cache" / "m4sc" / f"clevr-eval-{data.generator_seed}-{data.num_images}"
+    if not (root / "questions" / f"CLEVR_{split}_questions.json").is_file():
+        logger.info("generating %d CLEVR-like test images (seed %d) into %s", data.num_images, data.generator_seed, root)
+        try:
+            generate_clevr(root, GeneratorConfig(num_images=data.num_images, seed=data.generator_seed,
+                                                 split_fractions=(0.0, 0.0, 1.0)),
+                          overwrite=data.cache_dir is None)  # our own cache: redo a partial one
+        except UserError as err:
+            raise UserError(f"data.cache_dir: cannot generate the eval set in {root}: {err}") from None
+    return root
+
+
+# ---- the sweep ---------------------------------------------------------------------------------
+@dataclass
+class SweepRunner:
+    """Runs a scenario point by point: every system under every sharing variant at each point.
+
+    Attributes:
+        scenario: the validated scenario.
+        systems: name -> built system.
+        pool: the task pool.
+        channel: the channel block.
+        drop: the UMi/UMa drop (placement ``drop``) or None.
+        grid: :class:`channels.allocation.SlotGrid`.
+    """
+
+    scenario: Scenario
+    systems: dict[str, System]
+    pool: TaskPool
+    channel: torch.nn.Module
+    drop: object | None
+    grid: object
+    cache: EncodingCache = field(default_factory=EncodingCache)
+
+    def __post_init__(self):
+        traffic = self.scenario.traffic
+        users, seed = self.scenario.num_users, self.scenario.seed
+        if traffic.mode == "snapshot":
+            self.episodes = snapshot_rounds(traffic, self.pool, users, seed)
+        else:
+            self.episodes = [poisson_arrivals(traffic, self.pool, users, seed)]
+        self.batch_interval_s = traffic.batch_interval_s or self.grid.slot_duration_s
+
+    @property
+    def tasks_per_run(self) -> int:
+        """Tasks served per (point, system, variant)."""
+        return sum(len(e) for e in self.episodes)
+
+    def work_units(self) -> int:
+        """Tasks served over the whole sweep (for a progress bar)."""
+        return (self.tasks_per_run * len(self.scenario.sweep_points()) * len(self.systems)
+                * len(self.scenario.sharing_variants()))
+
+    def user_snr_db(self, point: SweepPoint) -> torch.Tensor:
+        """``[U]`` float32, every user's SNR in dB at ``point``."""
+        placement = self.scenario.placement
+        if placement.mode == "drop":
+            bandwidth = placement.bandwidth_hz or self.grid.bandwidth_hz
+            return self.drop.snr_db(point.tx_power_dbm, placement.noise_figure_db, bandwidth).float()
+        return torch.full((self.scenario.num_users,), float(point.snr_db))
+
+    def link(self, snr_db: torch.Tensor) -> Link:
+        """Fresh per-user streams (common random numbers across points and variants)."""
+        from channels.conventions import snr_db_to_no
+        from channels.randomness import user_generators
+
+        users, seed = self.scenario.num_users, self.scenario.seed
+        return Link(self.channel, snr_db_to_no(snr_db), snr_db,
+                    broadcast_streams=user_generators(seed, users, BROADCAST_STREAM),
+                    unicast_streams=user_generators(seed, users, UNICAST_STREAM))
+
+    def allocator(self, system: System):
+        from channels.allocation import ResourceAllocator
+
+        resources = self.scenario.resources
+        mode = "analog" if system.payload_unit == "symbols" else "digital"
+        return ResourceAllocator(self.grid, self.scenario.num_users, mode=mode,
+                                 broadcast_share=resources.broadcast_share, pf_beta=resources.pf_beta)
+
+    def tasks(self) -> list[Task]:
+        """Every task of the workload, in arrival order (repeats included)."""
+        return [a.task for episode in self.episodes for a in episode]
+
+    def prepare(self, on_progress: Callable[[int], None] | None = None) -> None:
+        """Let every system precompute its SNR-independent per-task work (the MLLM generation)."""
+        for system in self.systems.values():
+            system.prepare(self.tasks(), on_progress)
+
+    def distinct_tasks(self) -> int:
+        return len({t.task_id for t in self.tasks()})
+
+    def run_point(self, point: SweepPoint, on_batch: Callable[[int], None] | None = None) -> list[PointResult]:
+        """Every system x sharing variant at ``point``."""
+        snr_db = self.user_snr_db(point)
+        results = []
+        for name, system in self.systems.items():
+            allocator = self.allocator(system)
+            for variant in self.scenario.sharing_variants():
+                link = self.link(snr_db)
+                records: list[TaskRecord] = []
+                for arrivals in self.episodes:
+                    allocator.reset()
+                    records += simulate_episode(arrivals, system, variant, link, allocator, self.cache,
+                                                self.batch_interval_s, on_batch)
+                results.append(PointResult(point, name, variant, records, [float(s) for s in snr_db]))
+        return results
+
+    def run(self, on_batch: Callable[[int], None] | None = None) -> Iterator[list[PointResult]]:
+        """The sweep, one point at a time (call :meth:`prepare` first to generate ahead; otherwise
+        generation happens while the first point runs)."""
+        for point in self.scenario.sweep_points():
+            yield self.run_point(point, on_batch)

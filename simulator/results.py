@@ -1,0 +1,284 @@
+"""Run outputs: the tidy metrics table, atomic writing, and the manifest (DESIGN.md, Outputs).
+
+``results/<run>/`` holds
+
+- ``metrics.parquet``: one row per (system, task, channel, sweep point, num_users, sharing
+  variant, seed), columns :data:`COLUMNS`. Rewritten after every sweep point through a temporary
+  file and ``os.replace``, so it is always a complete, readable table of the points finished;
+- ``config.yaml``: the scenario as run, every default and derived value resolved;
+- ``manifest.json``: status (``running`` / ``complete`` / ``interrupted`` / ``failed``), versions,
+  git commit, seed, checkpoint hash, points done, timings. Also replaced atomically.
+
+Accounting (analog semantics): symbols are complex channel uses; ``bytes = symbols x 2 reals x
+bits_per_real / 8``; ``bytes_total = bytes(symbols_public + symbols_private) + overhead_bits / 8``.
+``symbols_public`` counts each broadcast once: a public vector's ``c`` symbols are split evenly
+among the users (tasks) sharing it, so summing rows over tasks gives the broadcast once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from simulator.errors import UserError
+
+__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirectory", "checkpoint_hash", "code_versions"]
+
+#: Columns identifying a row.
+KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "tx_power_dbm", "num_users",
+               "sharing", "threshold", "seed"]
+#: Measured columns (units in the names: _s seconds, _db dB; symbols = complex channel uses).
+METRIC_COLUMNS = [
+    "num_tasks",
+    "accuracy",              # vqa / classify: exact match after normalisation, fraction in [0, 1]; NaN for caption
+    "bleu4",                 # caption: corpus BLEU-4 in [0, 100]; NaN otherwise
+    "accuracy_noiseless",    # the BS's own output (no channel), same metric as accuracy
+    "bleu4_noiseless",
+    "token_accuracy",        # fraction of the BS's output tokens the users recovered
+    "sequence_accuracy",     # fraction of tasks whose every token was recovered
+    "tokens_total",          # output tokens over the row's tasks
+    "tokens_public",         # of those, delivered through the broadcast
+    "sharing_ratio",         # tokens_public / tokens_total
+    "same_scene_fraction",   # tasks whose scene (image) another user in the same batch also has
+    "symbols_public",        # broadcast complex symbols, counted once
+    "symbols_private",       # unicast complex symbols
+    "symbols_no_sharing",    # what unicasting every token would cost (tokens_total x c)
+    "overhead_bits",         # side information (public-token maps)
+    "bits_per_real",
+    "bytes_total",
+    "bytes_per_task",
+    "snr_db_user_min",
+    "snr_db_user_median",
+    "snr_db_user_max",
+    "latency_mean_s",        # arrival -> delivery = queueing + air time
+    "latency_p50_s",
+    "latency_p95_s",
+    "latency_max_s",
+    "queueing_mean_s",
+    "air_time_mean_s",
+]
+COLUMNS = KEY_COLUMNS + METRIC_COLUMNS
+
+
+def _score(kind: str, predictions: list[str], references: list[tuple[str, ...]]) -> tuple[float, float]:
+    """``(accuracy, bleu4)`` of one task kind (the other one NaN)."""
+    from simulator.data import metrics
+
+    if kind == "caption":
+        return math.nan, metrics.caption_bleu4(predictions, [list(r) for r in references])
+    first = [r[0] for r in references]
+    if kind == "classify":
+        return metrics.classification_accuracy(predictions, first), math.nan
+    return metrics.vqa_accuracy(predictions, first), math.nan
+
+
+def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> list[dict]:
+    """Rows of one :class:`simulator.engine.PointResult`, one per task kind, in :data:`TASKS` order."""
+    from simulator.scenario import TASKS
+
+    bits_per_real = scenario.accounting.bits_per_real
+    snr_users = np.asarray(result.snr_db_users, dtype=np.float64)
+    point = result.point
+    rows = []
+    for kind in TASKS:
+        records = sorted((r for r in result.records if r.task.kind == kind), key=lambda r: (r.arrival_s, r.user, r.start_s))
+        if not records:
+            continue
+        references = [r.task.references for r in records]
+        accuracy, bleu4 = _score(kind, [r.delivery.prediction for r in records], references)
+        accuracy_bs, bleu4_bs = _score(kind, [r.delivery.reference_prediction for r in records], references)
+        tokens = sum(r.tokens for r in records)
+        public_tokens = sum(r.public_tokens for r in records)
+        symbols_public = float(sum(r.symbols_public for r in records))
+        symbols_private = int(sum(r.symbols_private for r in records))
+        overhead = int(sum(r.overhead_bits for r in records))
+        bytes_total = (symbols_public + symbols_private) * 2 * bits_per_real / 8 + overhead / 8
+        latency = np.array([r.latency_s for r in records])
+        rows.append({
+            "system": result.system,
+            "task": kind,
+            "channel": channel_label,
+            "placement": scenario.placement.mode,
+            "traffic": scenario.traffic.mode,
+            "snr_db": float(point.snr_db) if point.snr_db is not None else float(np.median(snr_users)),
+            "tx_power_dbm": float(point.tx_power_dbm) if point.tx_power_dbm is not None else math.nan,
+            "num_users": scenario.num_users,
+            "sharing": result.variant.enabled,
+            "threshold": math.nan if result.variant.threshold is None else float(result.variant.threshold),
+            "seed": scenario.seed,
+            "num_tasks": len(records),
+            "accuracy": accuracy,
+            "bleu4": bleu4,
+            "accuracy_noiseless": accuracy_bs,
+            "bleu4_noiseless": bleu4_bs,
+            "token_accuracy": float(np.mean([r.delivery.token_accuracy for r in records])),
+            "sequence_accuracy": float(np.mean([r.delivery.sequence_recovered for r in records])),
+            "tokens_total": tokens,
+            "tokens_public": public_tokens,
+            "sharing_ratio": public_tokens / tokens if tokens else 0.0,
+            "same_scene_fraction": float(np.mean([r.same_scene for r in records])),
+            "symbols_public": symbols_public,
+            "symbols_private": symbols_private,
+            "symbols_no_sharing": tokens * symbols_per_token,
+            "overhead_bits": overhead,
+            "bits_per_real": bits_per_real,
+            "bytes_total": bytes_total,
+            "bytes_per_task": bytes_total / len(records),
+            "snr_db_user_min": float(snr_users.min()),
+            "snr_db_user_median": float(np.median(snr_users)),
+            "snr_db_user_max": float(snr_users.max()),
+            "latency_mean_s": float(latency.mean()),
+            "latency_p50_s": float(np.percentile(latency, 50)),
+            "latency_p95_s": float(np.percentile(latency, 95)),
+            "latency_max_s": float(latency.max()),
+            "queueing_mean_s": float(np.mean([r.queueing_s for r in records])),
+            "air_time_mean_s": float(np.mean([r.air_time_s for r in records])),
+        })
+    return rows
+
+
+# ---- files -------------------------------------------------------------------------------------
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("system", "task", "channel", "placement", "traffic"):
+        frame[column] = frame[column].astype("string")
+    frame["sharing"] = frame["sharing"].astype(bool)
+    for column in ("num_users", "seed", "num_tasks", "tokens_total", "tokens_public", "symbols_private",
+                   "symbols_no_sharing", "overhead_bits", "bits_per_real"):
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def checkpoint_hash(directory: str | Path) -> str:
+    """SHA-256 over the checkpoint's ``config.json`` and ``model.safetensors`` (hex)."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        path = Path(directory) / name
+        digest.update(name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def code_versions() -> dict:
+    """Versions of Python and the libraries behind the numbers."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for package in ("m4sc-simulator", "torch", "sionna-no-rt", "transformers", "peft", "simpy", "numpy", "pandas", "pyarrow"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+class RunDirectory:
+    """The output folder of one run.
+
+    Args:
+        path: the folder; it must not exist or be empty (checked by :meth:`check_free` before any
+            work, so a bad run never writes into an existing result).
+    """
+
+    METRICS = "metrics.parquet"
+    CONFIG = "config.yaml"
+    MANIFEST = "manifest.json"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self.manifest: dict = {}
+        self._started = time.time()
+
+    def check_free(self) -> None:
+        """UserError if the folder exists and is not empty (or is a file)."""
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise UserError(f"--out: {self.path} exists and is not empty; choose another folder")
+
+    def start(self, resolved_config: dict, manifest: dict) -> None:
+        """Create the folder; write ``config.yaml`` and a ``running`` manifest."""
+        import yaml
+
+        self.check_free()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"--out: cannot create {self.path}: {err.strerror}") from None
+        text = yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True)
+        _atomic_write_bytes(self.path / self.CONFIG, text.encode("utf-8"))
+        self.manifest = {"status": "running", "started_unix": round(self._started, 3), **manifest,
+                         "points_done": 0, "rows": 0, "git_commit": _git_commit(), "versions": code_versions(),
+                         "platform": platform.platform()}
+        self._write_manifest()
+
+    def add_rows(self, rows: list[dict]) -> None:
+        """Append one sweep point's rows; rewrite ``metrics.parquet`` and the manifest atomically."""
+        import io
+
+        self.rows.extend(rows)
+        buffer = io.BytesIO()
+        _frame(self.rows).to_parquet(buffer, index=False)
+        _atomic_write_bytes(self.path / self.METRICS, buffer.getvalue())
+        self.manifest["points_done"] = self.manifest.get("points_done", 0) + 1
+        self.manifest["rows"] = len(self.rows)
+        self._write_manifest()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Record the final status (``complete`` / ``interrupted`` / ``failed``) and timings."""
+        self.manifest["status"] = status
+        self.manifest["wall_time_s"] = round(time.time() - self._started, 3)
+        if error:
+            self.manifest["error"] = error
+        if not (self.path / self.METRICS).exists():  # interrupted before the first point: an empty table
+            _atomic_write_bytes(self.path / self.METRICS, _empty_parquet())
+        for stale in self.path.glob("*.tmp"):
+            stale.unlink(missing_ok=True)
+        self._write_manifest()
+
+    def frame(self):
+        """The rows so far as a DataFrame (columns :data:`COLUMNS`)."""
+        return _frame(self.rows)
+
+    def _write_manifest(self) -> None:
+        text = json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n"
+        _atomic_write_bytes(self.path / self.MANIFEST, text.encode("utf-8"))
+
+
+def _empty_parquet() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    _frame([]).to_parquet(buffer, index=False)
+    return buffer.getvalue()

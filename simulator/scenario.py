@@ -1,0 +1,321 @@
+"""Typed scenario of one simulation run (``python -m simulator run SCENARIO.yaml``).
+
+A scenario YAML is the serialised form of :class:`Scenario`; an unknown key, a value of the wrong
+type or out of range is an error naming the dotted field (``sharing.thresholds.0: ...``).
+Sections:
+
+- ``model``: the semantic codec checkpoint (default: the shipped ``simulator/checkpoints/m4sc_tiny``).
+- ``data``: where the tasks come from (a CLEVR-layout split; generated into a cache when absent;
+  a sentiment corpus for text classification).
+- ``traffic``: the task mix, snapshot rounds or Poisson arrivals, and how often users' tasks
+  concern the same scene (``shared_task_probability``).
+- ``placement``: every user at the sweep's SNR (``snr_list``) or a UMi/UMa drop with path loss
+  (``drop``, per-user SNR from transmit power, noise figure and bandwidth).
+- ``channel``: a :func:`channels.registry.make_channel` name and its parameters.
+- ``sharing``: semantic-sharing thresholds (and whether to also run without sharing).
+- ``resources``: the slot grid split between the broadcast and the unicast streams.
+- ``accounting``: ``bits_per_real`` for the byte count of analog symbols.
+
+Units: SNR in dB (Es/N0 per complex symbol), powers in dBm, bandwidth in Hz, times in seconds,
+speeds in m/s, rates in tasks per second per user.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+__all__ = [
+    "Scenario",
+    "ModelSection",
+    "DataSection",
+    "TrafficSection",
+    "PlacementSection",
+    "ChannelSection",
+    "SharingSection",
+    "ResourceSection",
+    "AccountingSection",
+    "SweepPoint",
+    "SharingVariant",
+    "TASKS",
+    "CHANNEL_NAMES",
+    "SHIPPED_CHECKPOINT",
+    "load_scenario",
+]
+
+TASKS = ("vqa", "caption", "classify")
+#: Must equal :data:`channels.registry.CHANNEL_NAMES` (checked by a test); kept literal so that
+#: reading a scenario does not import torch.
+CHANNEL_NAMES = ("awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma")
+#: Parameters the scenario sets itself for the UMi/UMa channels (from ``seed`` and ``placement``).
+_MANAGED_CHANNEL_PARAMS = ("num_users", "seed", "carrier_frequency", "max_speed")
+#: The trained tiny checkpoint that ships with the package (put there by training).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "m4sc_tiny"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _finite(value: float, what: str = "value") -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number")
+    return value
+
+
+class ModelSection(_Strict):
+    """The semantic codec."""
+
+    checkpoint: str | None = Field(default=None, description="codec folder; None: the shipped m4sc_tiny")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    max_new_tokens: int | None = Field(default=None, ge=1, description="generation limit; None: the codec's")
+    channel_symbols_per_token: int | None = Field(
+        default=None, ge=1, description="c, complex symbols per token; fixed by the checkpoint (checked when given)")
+    generation_batch_size: int = Field(default=32, ge=1, description="prompts per MLLM call (speed only)")
+
+
+class DataSection(_Strict):
+    """Where the tasks come from."""
+
+    clevr_dir: str | None = Field(default=None, description="CLEVR-layout folder; None: generate an eval set")
+    split: Literal["train", "val", "test"] = "test"
+    generator_seed: int = Field(default=12345, ge=0, description="seed of the generated eval set (not a training seed)")
+    num_images: int = Field(default=300, ge=1, description="images of the generated eval set (10 questions each)")
+    cache_dir: str | None = Field(default=None, description="where to generate; None: ~/.cache/m4sc/clevr-eval-...")
+    text_dir: str | None = Field(default=None, description="sentiment corpus (python -m simulator data text)")
+    text_subset: str = "sentences"
+    text_split: Literal["train", "val", "test"] = "test"
+
+
+class TrafficSection(_Strict):
+    """Task arrivals and content.
+
+    ``snapshot``: ``rounds`` independent snapshots; in each, every user has one task at t = 0
+    (what curves use). ``poisson``: per-user Poisson arrivals at ``arrival_rate_hz`` over
+    ``duration_s`` seconds, queued at the BS.
+
+    Same-scene tasks: ``num_group_tasks`` group tasks (one image and one question/instruction)
+    are drawn per snapshot (per run in Poisson mode); each task of each user is, with probability
+    ``shared_task_probability``, one of them (uniformly) instead of the user's own random task.
+    """
+
+    mode: Literal["snapshot", "poisson"] = "snapshot"
+    tasks: dict[str, float] = Field(default_factory=lambda: {"vqa": 1.0}, description="task mix weights")
+    rounds: int = Field(default=10, ge=1, description="snapshot: tasks per user")
+    arrival_rate_hz: float = Field(default=10.0, gt=0, description="poisson: tasks per second per user")
+    duration_s: float = Field(default=1.0, gt=0, description="poisson: simulated arrival window")
+    shared_task_probability: float = Field(default=0.0, ge=0, le=1)
+    num_group_tasks: int = Field(default=1, ge=1)
+    batch_interval_s: float | None = Field(
+        default=None, gt=0, description="the BS starts a batch only at multiples of this; None: every slot")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown task {unknown[0]!r}; tasks are {', '.join(TASKS)}")
+        if any(not math.isfinite(w) or w < 0 for w in tasks.values()) or sum(tasks.values()) <= 0:
+            raise ValueError("task weights must be >= 0 and not all 0")
+        return tasks
+
+    def active_tasks(self) -> list[str]:
+        """Tasks with a positive weight, in the canonical order of :data:`TASKS`."""
+        return [t for t in TASKS if self.tasks.get(t, 0.0) > 0]
+
+
+class PlacementSection(_Strict):
+    """How users' SNRs arise.
+
+    ``snr_list``: every user at the sweep point's SNR (``Scenario.snr_db``). ``drop``: a 3GPP
+    UMi/UMa single-sector drop (TR 38.901) from the scenario seed; each user's average SNR is
+    ``tx_power_dbm + gain_db - noise power(bandwidth, noise figure)``, swept over ``tx_power_dbm``.
+    ``max_speed_mps`` gives users speeds (Doppler) in the UMi/UMa channels.
+    """
+
+    mode: Literal["snr_list", "drop"] = "snr_list"
+    scenario: Literal["umi", "uma"] = "umi"
+    tx_power_dbm: list[float] = Field(default_factory=lambda: [35.0], min_length=1)
+    noise_figure_db: float = 9.0
+    bandwidth_hz: float | None = Field(default=None, gt=0, description="None: the slot grid's bandwidth")
+    carrier_frequency_hz: float = Field(default=3.5e9, gt=0)
+    max_speed_mps: float = Field(default=0.0, ge=0)
+
+    @field_validator("tx_power_dbm")
+    @classmethod
+    def _finite_powers(cls, values: list[float]) -> list[float]:
+        return [_finite(v, "tx_power_dbm") for v in values]
+
+
+class ChannelSection(_Strict):
+    """A channel of :mod:`channels.registry` and its parameters.
+
+    Defaults added by the simulator: ``equalizer: mmse`` (the codec is trained with MMSE-equalised
+    channels) and, for ``rayleigh``/``rician``, ``coherence_symbols`` = the codec's symbols per
+    token (one fade per token, as in training).
+    """
+
+    name: Literal["awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma"] = "awgn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from channels.registry import channel_parameters
+
+        name = info.data.get("name")
+        if name is None:  # the name itself failed validation
+            return params
+        allowed = [p for p in channel_parameters(name) if p not in _MANAGED_CHANNEL_PARAMS]
+        for key in params:
+            if key not in allowed:
+                raise ValueError(f"unknown parameter {key!r} for channel {name!r}; allowed: {', '.join(allowed)}")
+        return params
+
+
+class SharingSection(_Strict):
+    """Semantic sharing (the paper's Section III-C) variants to simulate.
+
+    Every threshold in ``thresholds`` is one variant (cosine similarity in [0, 1]; 1.0 shares
+    nothing and reproduces the no-sharing system exactly); ``include_off`` adds the no-sharing
+    reference.
+    """
+
+    include_off: bool = True
+    thresholds: list[float] = Field(default_factory=lambda: [0.95])
+    stat_tolerance: float = Field(default=0.1, ge=0, description="mean/variance agreement tolerance")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"threshold must be in [0, 1], got {value}")
+        if len(set(values)) != len(values):
+            raise ValueError("thresholds must be distinct")
+        return values
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> "SharingSection":
+        if not self.include_off and not self.thresholds:
+            raise ValueError("thresholds: give at least one threshold or set include_off: true")
+        return self
+
+
+class ResourceSection(_Strict):
+    """The per-slot grid (:class:`channels.allocation.SlotGrid`) and its broadcast/unicast split."""
+
+    num_prbs: int = Field(default=51, ge=1)
+    numerology: int = Field(default=1, ge=0, le=6)
+    broadcast_share: float = Field(default=0.5, gt=0, le=1, description="largest PRB share of the broadcast")
+    pf_beta: float = Field(default=0.98, gt=0, lt=1)
+
+
+class AccountingSection(_Strict):
+    """Byte accounting of analog symbols: ``bytes = symbols x 2 reals x bits_per_real / 8``."""
+
+    bits_per_real: int = Field(default=8, ge=1)
+
+
+class SweepPoint(BaseModel):
+    """One point of the sweep: an SNR (dB, ``snr_list``) or a transmit power (dBm, ``drop``)."""
+
+    index: int
+    snr_db: float | None = None
+    tx_power_dbm: float | None = None
+
+
+class SharingVariant(BaseModel):
+    """One sharing setting: ``threshold`` None = sharing off."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threshold: float | None = None
+    stat_tolerance: float = 0.1
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold is not None
+
+    @property
+    def label(self) -> str:
+        return "off" if self.threshold is None else f"thr={self.threshold:g}"
+
+
+class Scenario(_Strict):
+    """One run: systems x sweep points x sharing variants, with the same tasks and seeds."""
+
+    name: str | None = Field(default=None, description="run name; None: the YAML file's stem")
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    systems: list[str] = Field(default_factory=lambda: ["m4sc"], min_length=1)
+    num_users: int = Field(ge=1)
+    snr_db: list[float] | None = Field(default=None, min_length=1, description="sweep (placement snr_list), dB")
+    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None: torch's default")
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    traffic: TrafficSection = Field(default_factory=TrafficSection)
+    placement: PlacementSection = Field(default_factory=PlacementSection, validate_default=True)
+    channel: ChannelSection = Field(default_factory=ChannelSection, validate_default=True)
+    sharing: SharingSection = Field(default_factory=SharingSection)
+    resources: ResourceSection = Field(default_factory=ResourceSection)
+    accounting: AccountingSection = Field(default_factory=AccountingSection)
+
+    @field_validator("snr_db")
+    @classmethod
+    def _finite_snr(cls, values: list[float] | None) -> list[float] | None:
+        return None if values is None else [_finite(v, "SNR") for v in values]
+
+    @field_validator("systems")
+    @classmethod
+    def _known_systems(cls, names: list[str]) -> list[str]:
+        from simulator.systems import SYSTEMS
+
+        for name in names:
+            if name not in SYSTEMS:
+                raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+        if len(set(names)) != len(names):
+            raise ValueError("systems must be distinct")
+        return names
+
+    @field_validator("placement")
+    @classmethod
+    def _sweep_given(cls, placement: PlacementSection, info: ValidationInfo) -> PlacementSection:
+        if placement.mode == "snr_list" and "snr_db" in info.data and info.data["snr_db"] is None:
+            raise ValueError("mode snr_list sweeps the top-level snr_db list, which is missing")
+        return placement
+
+    @field_validator("channel")
+    @classmethod
+    def _same_urban_scenario(cls, channel: ChannelSection, info: ValidationInfo) -> ChannelSection:
+        placement = info.data.get("placement")
+        if placement is not None and placement.mode == "drop" and channel.name in ("umi", "uma") \
+                and channel.name != placement.scenario:
+            raise ValueError(f"name {channel.name!r} differs from placement.scenario {placement.scenario!r}")
+        return channel
+
+    # ---- derived views ---------------------------------------------------------------------
+    def sweep_points(self) -> list[SweepPoint]:
+        """The sweep in YAML order: SNRs (``snr_list``) or transmit powers (``drop``)."""
+        if self.placement.mode == "drop":
+            return [SweepPoint(index=i, tx_power_dbm=p) for i, p in enumerate(self.placement.tx_power_dbm)]
+        return [SweepPoint(index=i, snr_db=s) for i, s in enumerate(self.snr_db or [])]
+
+    def sharing_variants(self) -> list[SharingVariant]:
+        """Sharing off (if included) first, then the thresholds in YAML order."""
+        tolerance = self.sharing.stat_tolerance
+        variants = [SharingVariant(threshold=None, stat_tolerance=tolerance)] if self.sharing.include_off else []
+        return variants + [SharingVariant(threshold=t, stat_tolerance=tolerance) for t in self.sharing.thresholds]
+
+    def run_name(self, path: str | Path | None = None) -> str:
+        return self.name or (Path(path).stem if path is not None else "scenario")
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override (``key.sub=value``) and validate a scenario; one-line UserError on any problem."""
+    from simulator.config_io import load_yaml_config
+
+    return load_yaml_config(path, Scenario, overrides)

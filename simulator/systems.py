@@ -1,0 +1,361 @@
+"""Communication systems the simulator compares, behind one interface, and their registry.
+
+A system turns a batch of users' tasks into what goes on the air and what each user decodes:
+
+0. :meth:`System.prepare` (optional): per-task SNR-independent work ahead of the sweep (M4SC:
+   the MLLM generation of every distinct task, in large batches),
+1. :meth:`System.encode` (SNR-independent; the engine caches it per batch),
+2. :meth:`System.plan` (what is broadcast once and what is unicast per user, for one sharing
+   variant; also SNR-independent and cached) -> :class:`BatchPlan` with the accounting,
+3. :meth:`System.deliver` (channel + receiver at one sweep point) -> one :class:`Delivery` per user.
+
+``"m4sc"`` (:class:`M4SCSystem`) is the paper's system: the BS's MLLM generates each user's answer,
+the semantic comparator (:mod:`simulator.sharing`) splits the per-token semantic vectors into a
+public set (broadcast once, received by every user that needs it through its own channel) and
+private residues (unicast), the channel encoder maps each vector to ``c`` complex symbols
+(``Es = 1``), and each user's receiver (channel decoder + LM head) recombines and decodes.
+Baselines (DeepSC, DeepSC-VQA, digital chains) plug in by subclassing :class:`System` and adding a
+builder to :data:`SYSTEMS`.
+
+Physical-layer randomness: user ``u``'s unicast symbols draw fading and noise only from
+``Link.unicast_streams[u]`` and its reception of the broadcast only from
+``Link.broadcast_streams[u]``. Unicast transmissions always occupy a fixed token grid of
+``max_new_tokens x c`` symbols per user (unused positions carry zeros), so the draws a token sees
+do not depend on the other users or on the sharing decision: with no public tokens, sharing at
+threshold 1.0 draws exactly the noise of sharing off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from simulator.engine import Task
+    from simulator.scenario import Scenario, SharingVariant
+
+__all__ = ["Link", "BatchPlan", "Delivery", "System", "SystemContext", "M4SCSystem", "SYSTEMS", "build_system"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Link:
+    """The physical layer of one sweep point, for all ``U`` users of the scenario.
+
+    Attributes:
+        channel: a :func:`channels.registry.make_channel` block; called with
+            ``x [1, U, n]`` complex64 and per-user ``no`` ``[U]``.
+        noise_power: ``[U]`` float32, complex noise power ``N0`` per user (linear, Es = 1).
+        snr_db: ``[U]`` float32, each user's SNR in dB (Es/N0).
+        broadcast_streams: ``U`` generators for the users' reception of the broadcast.
+        unicast_streams: ``U`` generators for the users' own (unicast) streams.
+    """
+
+    channel: torch.nn.Module
+    noise_power: torch.Tensor
+    snr_db: torch.Tensor
+    broadcast_streams: list[torch.Generator]
+    unicast_streams: list[torch.Generator]
+
+    @property
+    def num_users(self) -> int:
+        return int(self.noise_power.shape[0])
+
+
+@dataclass
+class BatchPlan:
+    """What one batch puts on the air (SNR-independent). Lists are per batch row (one task each).
+
+    Attributes:
+        broadcast_symbols: complex symbols of the common stream, counted once.
+        broadcast_rows: rows that must decode the broadcast.
+        unicast_symbols: complex symbols of each row's own stream.
+        overhead_bits: side-information bits of each row (public-token map).
+        public_symbol_share: each row's share of ``broadcast_symbols`` (a public vector's symbols are
+            split evenly among the users sharing it; the shares sum to ``broadcast_symbols``).
+        tokens: output tokens of each row.
+        public_tokens: of those, how many arrive through the broadcast.
+        detail: system-specific state for :meth:`System.deliver`.
+    """
+
+    broadcast_symbols: int
+    broadcast_rows: list[int]
+    unicast_symbols: list[int]
+    overhead_bits: list[int]
+    public_symbol_share: list[float]
+    tokens: list[int]
+    public_tokens: list[int]
+    detail: Any = None
+
+
+@dataclass
+class Delivery:
+    """What one user ends up with for one task.
+
+    Attributes:
+        prediction: the decoded output text.
+        reference_prediction: the BS's own (noise-free) output text.
+        token_accuracy: fraction of the BS's output tokens the user recovered (NaN if not token based).
+        sequence_recovered: 1.0 if every token was recovered, else 0.0 (NaN if not token based).
+    """
+
+    prediction: str
+    reference_prediction: str
+    token_accuracy: float = math.nan
+    sequence_recovered: float = math.nan
+
+
+@dataclass
+class SystemContext:
+    """What a system builder may use.
+
+    Attributes:
+        scenario: the validated scenario.
+        codec: the loaded M4SC codec (:class:`simulator.models.mllm.M4SCModel`) or None.
+        load_image: ``filename -> [3, H, W]`` float32 in [0, 1] at the codec's image size.
+        max_new_tokens: generation limit ``T`` (tokens per answer).
+        device: torch device of the codec.
+    """
+
+    scenario: "Scenario"
+    codec: Any
+    load_image: Callable[[str], torch.Tensor]
+    max_new_tokens: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+class System(ABC):
+    """A BS-to-users communication system (see the module docstring for the three steps).
+
+    Class attributes:
+        name: registry name (the ``system`` column of the results).
+        payload_unit: ``"symbols"`` (analog: payloads in complex symbols) or ``"bits"`` (digital).
+    """
+
+    name: ClassVar[str] = ""
+    payload_unit: ClassVar[str] = "symbols"
+
+    def prepare(self, tasks: list["Task"], on_progress: Callable[[int], None] | None = None) -> None:
+        """Optionally precompute per-task, SNR-independent work for ``tasks`` (default: nothing)."""
+
+    @abstractmethod
+    def encode(self, tasks: list["Task"]) -> Any:
+        """Source/semantic encoding of a batch (one task per row); SNR-independent."""
+
+    @abstractmethod
+    def plan(self, encoded: Any, variant: "SharingVariant") -> BatchPlan:
+        """Broadcast/unicast split and accounting of an encoded batch for one sharing variant."""
+
+    @abstractmethod
+    def deliver(self, encoded: Any, plan: BatchPlan, users: list[int], link: Link) -> list[Delivery]:
+        """Transmit through ``link`` and decode; ``users[row]`` is row's scenario user index."""
+
+    def describe(self) -> dict:
+        """Settings worth recording in the manifest."""
+        return {"name": self.name, "payload_unit": self.payload_unit}
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _EncodedBatch:
+    """M4SC's SNR-independent part of a batch: the transmission and the BS's own texts."""
+
+    transmission: Any  # simulator.models.transceiver.Transmission, on CPU
+    reference_texts: list[str]
+
+
+@dataclass
+class _SharedBatch:
+    """A sharing plan with the broadcast's symbols: ``public_symbols [P, c]`` complex64."""
+
+    sharing: Any  # simulator.sharing.SharingPlan
+    public_symbols: torch.Tensor
+
+
+class M4SCSystem(System):
+    """The paper's M4SC: MLLM semantic codec + semantic sharing (Section III-C).
+
+    Args:
+        codec: :class:`simulator.models.mllm.M4SCModel` (eval mode).
+        load_image: ``filename -> [3, H, W]`` float in [0, 1] at the codec's image size.
+        max_new_tokens: answer length limit ``T``; unicast grids are ``T x c`` symbols per user.
+        generation_batch_size: prompts per MLLM call when tasks are prepared ahead.
+    """
+
+    name = "m4sc"
+    payload_unit = "symbols"
+
+    def __init__(self, codec, load_image: Callable[[str], torch.Tensor], max_new_tokens: int,
+                 generation_batch_size: int = 32):
+        from simulator.models.transceiver import Receiver, Transmitter
+
+        self.codec = codec
+        self.transmitter = Transmitter(codec)
+        self.receiver = Receiver.from_model(codec)
+        self.load_image = load_image
+        self.max_new_tokens = int(max_new_tokens)
+        self.symbols_per_token = int(codec.config.channel_symbols_per_token)
+        self.instructions = dict(codec.config.instructions)
+        self.device = next(codec.parameters()).device
+        self.generation_batch_size = int(generation_batch_size)
+        tokenizer = codec.tokenizer
+        self._pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
+        self._outputs: dict[str, tuple] = {}
+
+    @classmethod
+    def build(cls, context: SystemContext) -> "M4SCSystem":
+        if context.codec is None:
+            raise ValueError("system 'm4sc' needs a codec checkpoint")
+        return cls(context.codec, context.load_image, context.max_new_tokens,
+                   context.scenario.model.generation_batch_size)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "symbols_per_token": self.symbols_per_token,
+                "max_new_tokens": self.max_new_tokens, "profile": self.codec.config.profile}
+
+    # ---- 1. encode ---------------------------------------------------------------------------
+    def prepare(self, tasks: list["Task"], on_progress: Callable[[int], None] | None = None) -> None:
+        """Generate every distinct task once, ``generation_batch_size`` prompts per call (sorted by
+        prompt length to limit padding). A task's output does not depend on the batch it is later
+        served in, so batches are assembled from these rows."""
+        pending = {t.task_id: t for t in tasks if t.task_id not in self._outputs}
+        order = sorted(pending.values(), key=lambda t: (t.image is None, len(t.input_text or ""), t.task_id))
+        for start in range(0, len(order), self.generation_batch_size):
+            chunk = order[start:start + self.generation_batch_size]
+            self._generate(chunk)
+            if on_progress is not None:
+                on_progress(len(chunk))
+
+    @torch.inference_mode()
+    def _generate(self, tasks: list["Task"]) -> None:
+        """Run the BS's MLLM + channel encoder on ``tasks`` and keep each row (padded to ``T``)."""
+        from simulator.data.templates import render_prompt
+
+        prompts = [render_prompt(t.kind, t.input_text, "", self.instructions.get(t.kind)) for t in tasks]
+        pixel_values = has_image = None
+        if any(t.image is not None for t in tasks):
+            images = [self.load_image(t.image) if t.image is not None else None for t in tasks]
+            shape = next(img.shape for img in images if img is not None)
+            pixel_values = torch.stack([img if img is not None else torch.zeros(shape) for img in images]) * 2 - 1
+            has_image = torch.tensor([img is not None for img in images])
+        sent = self.transmitter(prompts, pixel_values, has_image, self.max_new_tokens)
+        texts = self.codec.decode_text(sent.tokens, sent.token_mask)
+        pad = self.max_new_tokens - sent.tokens.shape[1]
+        tokens = torch.nn.functional.pad(sent.tokens.cpu(), (0, pad), value=self._pad_id)
+        mask = torch.nn.functional.pad(sent.token_mask.cpu(), (0, pad), value=False)
+        hidden = torch.nn.functional.pad(sent.hidden.cpu(), (0, 0, 0, pad))
+        symbols = torch.nn.functional.pad(sent.symbols.cpu(), (0, 0, 0, pad))
+        for row, task in enumerate(tasks):
+            self._outputs[task.task_id] = (tokens[row], mask[row], hidden[row], symbols[row], texts[row])
+
+    def encode(self, tasks: list["Task"]) -> _EncodedBatch:
+        """The batch's transmission, assembled from per-task generations (made on demand)."""
+        from simulator.models.transceiver import Transmission
+
+        missing = list({t.task_id: t for t in tasks if t.task_id not in self._outputs}.values())
+        if missing:
+            self._generate(missing)
+        rows = [self._outputs[t.task_id] for t in tasks]
+        mask = torch.stack([r[1] for r in rows])
+        length = max(1, int(mask.sum(-1).max()))
+        sent = Transmission(tokens=torch.stack([r[0] for r in rows])[:, :length], token_mask=mask[:, :length],
+                            hidden=torch.stack([r[2] for r in rows])[:, :length],
+                            symbols=torch.stack([r[3] for r in rows])[:, :length])
+        return _EncodedBatch(sent, [r[4] for r in rows])
+
+    # ---- 2. plan -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def plan(self, encoded: _EncodedBatch, variant: "SharingVariant") -> BatchPlan:
+        from simulator.sharing import SemanticComparator
+
+        sent = encoded.transmission
+        threshold = 1.0 if variant.threshold is None else variant.threshold
+        sharing = SemanticComparator(threshold, variant.stat_tolerance)(sent.hidden, sent.token_mask, sent.tokens)
+        c = self.symbols_per_token
+        if sharing.num_public:
+            weight = self.codec.channel_encoder.linear.weight
+            public_symbols = self.codec.channel_encoder(sharing.public_vectors.to(weight.device)).cpu()
+        else:
+            public_symbols = torch.zeros(0, c, dtype=torch.complex64)
+        rows = sent.tokens.shape[0]
+        public_mask = sharing.public_mask
+        shares = []
+        for row in range(rows):
+            used = torch.unique(sharing.public_index[row][public_mask[row]])
+            shares.append(float(sum(c / int(sharing.public_users[p]) for p in used.tolist())))
+        tokens = sent.token_mask.sum(-1)
+        public_tokens = public_mask.sum(-1)
+        return BatchPlan(
+            broadcast_symbols=sharing.num_public * c,
+            broadcast_rows=[r for r in range(rows) if bool(public_mask[r].any())],
+            unicast_symbols=[int(n) * c for n in sharing.private_mask.sum(-1).tolist()],
+            overhead_bits=[int(b) for b in sharing.overhead_bits.tolist()],
+            public_symbol_share=shares,
+            tokens=[int(n) for n in tokens.tolist()],
+            public_tokens=[int(n) for n in public_tokens.tolist()],
+            detail=_SharedBatch(sharing, public_symbols),
+        )
+
+    # ---- 3. deliver --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def deliver(self, encoded: _EncodedBatch, plan: BatchPlan, users: list[int], link: Link) -> list[Delivery]:
+        from channels.flat import broadcast
+        from simulator.sharing import recombine
+
+        sent, shared = encoded.transmission, plan.detail
+        sharing = shared.sharing
+        rows, tokens, c = sent.symbols.shape
+        grid = self.max_new_tokens
+        num_users = link.num_users
+
+        # Unicast: each user's private tokens on its fixed T x c grid (zeros elsewhere).
+        private = torch.where(sharing.private_mask.unsqueeze(-1), sent.symbols, torch.zeros_like(sent.symbols))
+        x = torch.zeros(1, num_users, grid, c, dtype=torch.complex64)
+        x[0, users, :tokens] = private
+        unicast = link.channel(x.reshape(1, num_users, grid * c), link.noise_power, link.unicast_streams)
+        private_received = unicast.x_hat.reshape(num_users, grid, c)[users, :tokens]
+
+        # Broadcast: one transmission of the P public vectors, reaching every user through its own
+        # channel (every user's broadcast stream advances; the rows that need it keep theirs).
+        public_received = torch.zeros(rows, sharing.num_public, c, dtype=torch.complex64)
+        if sharing.num_public and plan.broadcast_rows:
+            common = broadcast(shared.public_symbols.reshape(1, -1), num_users)
+            received = link.channel(common, link.noise_power, link.broadcast_streams).x_hat[0]
+            received = received.reshape(num_users, sharing.num_public, c)
+            public_received[plan.broadcast_rows] = received[[users[r] for r in plan.broadcast_rows]]
+
+        combined = recombine(public_received, private_received, sharing)
+        decoded, texts = self.receiver(combined.to(self.device), sent.token_mask.to(self.device))
+        decoded = decoded.cpu()
+        deliveries = []
+        for row in range(rows):
+            mask = sent.token_mask[row]
+            count = int(mask.sum())
+            correct = int((decoded[row][mask] == sent.tokens[row][mask]).sum())
+            deliveries.append(Delivery(
+                prediction=texts[row] if texts else "",
+                reference_prediction=encoded.reference_texts[row],
+                token_accuracy=correct / count if count else 1.0,
+                sequence_recovered=float(correct == count),
+            ))
+        return deliveries
+
+
+#: ``system:`` name -> builder ``(SystemContext) -> System``.
+SYSTEMS: dict[str, Callable[[SystemContext], System]] = {
+    "m4sc": M4SCSystem.build,
+}
+
+
+def build_system(name: str, context: SystemContext) -> System:
+    """The system registered as ``name``; ValueError listing the known ones otherwise."""
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+    return SYSTEMS[name](context)
