@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from simulator.errors import UserError
+from simulator.scenario import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
 
 __all__ = ["EvalSample", "load_eval_samples", "evaluate", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "m4sc_tiny"
 # Test data is generated with a seed that training never uses.
 EVAL_DATA_SEED = 12345
 
