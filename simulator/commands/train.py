@@ -1,5 +1,7 @@
 """``python -m simulator train TRAIN.yaml``: the three-stage training of the semantic codec
-(plus the tiny profile's pre-training stages). See :mod:`simulator.training.config`."""
+(plus the tiny profile's pre-training stages; see :mod:`simulator.training.config`), or of a
+baseline when the file says ``model: deepsc`` or ``model: deepsc_vqa``
+(see :mod:`simulator.baselines.train`)."""
 
 from __future__ import annotations
 
@@ -24,9 +26,14 @@ def main(args) -> int:
     from simulator.models.checkpoint import CheckpointError
     from simulator.training.config import TrainConfig
 
+    from simulator.config_io import read_yaml
+
     overrides = list(args.set)
     if args.out:
         overrides.append(f"out_dir={args.out}")
+    model_kind = read_yaml(args.config).get("model", "m4sc")
+    if model_kind in ("deepsc", "deepsc_vqa"):
+        return _train_baseline(args, overrides)
     config = load_yaml_config(args.config, TrainConfig, overrides)
     try:
         config.stage_names(args.stage)
@@ -40,4 +47,23 @@ def main(args) -> int:
     except CheckpointError as err:
         raise UserError(str(err)) from None
     print(f"trained codec: {result}")
+    return 0
+
+
+def _train_baseline(args, overrides: list[str]) -> int:
+    import logging
+
+    from simulator.baselines.train import load_train_config, train_baseline
+    from simulator.errors import UserError
+    from simulator.models.checkpoint import CheckpointError
+
+    if args.stage != "all":
+        raise UserError("--stage applies to the M4SC codec only; baselines train in one stage")
+    config = load_train_config(args.config, overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        result = train_baseline(config, resume=args.resume, progress=True)
+    except CheckpointError as err:
+        raise UserError(str(err)) from None
+    print(f"trained {config.model}: {result}")
     return 0

@@ -88,6 +88,7 @@ class DataConfig(_Strict):
 class TrainConfig(_Strict):
     """A whole training run."""
 
+    model: Literal["m4sc"] = Field(default="m4sc", description="what trains (baselines have their own files)")
     profile: Literal["tiny", "paper"] = "tiny"
     codec: dict[str, Any] = Field(default_factory=dict, description="overrides of CodecConfig fields")
     init_checkpoint: str | None = Field(default=None, description="start from this codec instead of a fresh one")
