@@ -25,20 +25,26 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
 
 
 def stage_summary(log_path: str | Path) -> list[dict]:
-    """Per stage: steps, final loss (mean of the last 4 log rows), wall time in s, from ``train_log.csv``."""
-    rows = list(csv.DictReader(Path(log_path).open()))
+    """Per stage: steps, final loss (mean of the last 4 log rows), wall time in s, from ``train_log.csv``.
+
+    ``elapsed_s`` restarts at 0 when a stage is resumed, so the time is summed over those segments.
+    """
     out: dict[str, dict] = {}
-    for row in rows:
-        entry = out.setdefault(row["stage"], {"stage": row["stage"], "losses": [], "steps": 0, "time_s": 0.0})
+    for row in csv.DictReader(Path(log_path).open()):
+        entry = out.setdefault(row["stage"], {"stage": row["stage"], "losses": [], "steps": 0,
+                                              "done_s": 0.0, "segment_s": 0.0})
+        elapsed = float(row["elapsed_s"])
+        if elapsed < entry["segment_s"]:
+            entry["done_s"] += entry["segment_s"]
+        entry["segment_s"] = elapsed
         entry["steps"] = max(entry["steps"], int(row["step"]))
-        entry["time_s"] = max(entry["time_s"], float(row["elapsed_s"]))
         entry["losses"].append(float(row["loss"]))
     summary = []
     for entry in out.values():
         tail = entry.pop("losses")[-4:]
-        entry["final_loss"] = round(sum(tail) / len(tail), 4)
-        entry["time_s"] = round(entry["time_s"], 1)
-        summary.append(entry)
+        summary.append({"stage": entry["stage"], "steps": entry["steps"],
+                        "final_loss": round(sum(tail) / len(tail), 4),
+                        "time_s": round(entry.pop("done_s") + entry.pop("segment_s"), 1)})
     return summary
 
 

@@ -103,3 +103,16 @@ def test_cosine_schedule_warms_up_then_decays():
 def test_later_stage_needs_the_earlier_result(tiny_data, tmp_path):
     with pytest.raises(UserError, match="run the earlier stages first"):
         Trainer(make_config(tiny_data, tmp_path)).run("3")
+
+
+def test_model_card_sums_wall_time_over_resumed_segments(tmp_path):
+    from simulator.training.model_card import stage_summary
+
+    log = tmp_path / "train_log.csv"
+    log.write_text("stage,step,loss,lr,samples_per_s,elapsed_s\n"
+                   "lm,1,4.0,0.1,10,5.0\nlm,2,3.0,0.1,10,10.0\n"   # killed after step 2
+                   "lm,3,2.0,0.1,10,4.0\nlm,4,1.0,0.1,10,8.0\n"    # resumed: elapsed restarts
+                   "joint,1,6.0,0.1,10,2.0\n")
+    summary = {row["stage"]: row for row in stage_summary(log)}
+    assert summary["lm"] == {"stage": "lm", "steps": 4, "final_loss": 2.5, "time_s": 18.0}
+    assert summary["joint"]["time_s"] == 2.0
