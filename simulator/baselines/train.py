@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from simulator.baselines.deepsc import (
 )
 from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig, load_deepsc_vqa, save_deepsc_vqa
 from simulator.errors import UserError
+from simulator.training.run_files import append_csv_row, drop_csv_rows, replace_dir
 
 __all__ = [
     "ScheduleConfig",
@@ -201,24 +201,12 @@ def _resolve_device(choice: str) -> torch.device:
     return resolve_device(choice)
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Swap ``tmp`` into ``target`` so that a kill at any point leaves one complete folder."""
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def _save_atomic(save: Callable[[Path], Any], target: Path) -> None:
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     save(tmp)
-    _replace_dir(tmp, target)
+    replace_dir(tmp, target)
 
 
 def _make_channels(names: Sequence[str], equalizer: str) -> dict[str, torch.nn.Module]:
@@ -270,7 +258,7 @@ def _run_loop(config: _RunConfig, model: torch.nn.Module, batch_loss: Callable[[
             raise UserError(f"cannot read {checkpoint_dir / STATE_FILE}: {err}") from None
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
-        _forget_log_after(log_path, start)
+        drop_csv_rows(log_path, LOG_COLUMNS, lambda row: int(row["step"]) > start)
         logger.info("%s: resuming at step %d", config.model, start)
     model.train()
     bar = None
@@ -296,8 +284,8 @@ def _run_loop(config: _RunConfig, model: torch.nn.Module, batch_loss: Callable[[
         if done % config.log_every == 0 or done == schedule.steps:
             now = time.perf_counter()
             rate = window_samples / max(now - window_start, 1e-9)
-            _append_log(log_path, {"step": done, "loss": round(float(loss.detach()), 5), "lr": lr,
-                                   "samples_per_s": round(rate, 2), "elapsed_s": round(now - t0, 2)})
+            append_csv_row(log_path, {"step": done, "loss": round(float(loss.detach()), 5), "lr": lr,
+                                      "samples_per_s": round(rate, 2), "elapsed_s": round(now - t0, 2)}, LOG_COLUMNS)
             window_start, window_samples = now, 0
             if bar is not None:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_per_s=f"{rate:.1f}")
@@ -317,32 +305,6 @@ def _run_loop(config: _RunConfig, model: torch.nn.Module, batch_loss: Callable[[
     if checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     return final_dir
-
-
-def _forget_log_after(path: Path, step: int) -> None:
-    """Drop log rows past ``step``: those steps are redone after a resume."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-
-
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def write_eval_csv(rows: list[dict], path: Path) -> Path:

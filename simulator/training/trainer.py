@@ -12,10 +12,8 @@ Folder layout of a run (``out_dir``)::
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from simulator.data.collate import InstructionCollator
 from simulator.errors import UserError
 from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
+from simulator.training.run_files import append_csv_row, drop_csv_rows, replace_dir
 from simulator.training.data import TaskData, batch_generator, ensure_data, load_task_data, task_weights
 from simulator.training import stages as stage_fns
 
@@ -53,18 +52,6 @@ def cosine_lr(step: int, stage: StageConfig) -> float:
     span = max(1, stage.steps - stage.warmup_steps)
     progress = min(1.0, (step - stage.warmup_steps) / span)
     return stage.min_lr_ratio + (1 - stage.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Swap ``tmp`` into ``target`` so that a kill at any point leaves one complete folder."""
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 class Trainer:
@@ -157,7 +144,7 @@ class Trainer:
             if tmp.exists():
                 shutil.rmtree(tmp)
             shutil.copytree(result, tmp)
-            _replace_dir(tmp, final)
+            replace_dir(tmp, final)
             result = final
         return result
 
@@ -186,7 +173,7 @@ class Trainer:
         log_path = self.out_dir / "train_log.csv"
         if resume and checkpoint_dir.exists():
             start = self._load_checkpoint(checkpoint_dir, model, text_tower, optimizer)
-            self._forget_log_after(log_path, name, start)
+            drop_csv_rows(log_path, LOG_COLUMNS, lambda row: row["stage"] == name and int(row["step"]) > start)
             logger.info("stage %s: resuming at step %d", name, start)
         model.train()
         collator = self.collator(model)
@@ -216,8 +203,8 @@ class Trainer:
             if done % self.config.log_every == 0 or done == stage.steps:
                 now = time.perf_counter()
                 rate = window_samples / max(now - window_start, 1e-9)
-                self._log(log_path, {"stage": name, "step": done, "loss": round(total, 5), "lr": lr,
-                                     "samples_per_s": round(rate, 2), "elapsed_s": round(now - t0, 2)})
+                append_csv_row(log_path, {"stage": name, "step": done, "loss": round(total, 5), "lr": lr,
+                                     "samples_per_s": round(rate, 2), "elapsed_s": round(now - t0, 2)}, LOG_COLUMNS)
                 window_start, window_samples = now, 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{total:.3f}", samples_per_s=f"{rate:.1f}")
@@ -236,7 +223,7 @@ class Trainer:
             from safetensors.torch import save_model
 
             save_model(text_tower, str(tmp / TOWER_FILE))
-        _replace_dir(tmp, final_dir)
+        replace_dir(tmp, final_dir)
         if checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir)
         return model, final_dir
@@ -286,7 +273,7 @@ class Trainer:
         if text_tower is not None:
             state["text_tower"] = text_tower.state_dict()
         torch.save(state, tmp / STATE_FILE)
-        _replace_dir(tmp, checkpoint_dir)
+        replace_dir(tmp, checkpoint_dir)
         logger.info("checkpoint at step %d: %s", step, checkpoint_dir)
 
     def _load_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer) -> int:
@@ -299,32 +286,6 @@ class Trainer:
         if text_tower is not None:
             text_tower.load_state_dict(state["text_tower"])
         return int(state["step"])
-
-    @staticmethod
-    def _forget_log_after(path: Path, stage: str, step: int) -> None:
-        """Drop log rows of ``stage`` past ``step``: those steps are redone after a resume."""
-        if not path.exists():
-            return
-        with path.open(newline="") as handle:
-            rows = [r for r in csv.DictReader(handle) if not (r["stage"] == stage and int(r["step"]) > step)]
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(path)
-
-    @staticmethod
-    def _log(path: Path, row: dict) -> None:
-        new = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 class _PlainEncoder:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from channels.allocation import BROADCAST, IDLE, ResourceAllocator, SlotGrid
 from channels.digital import mcs_table, select_mcs

@@ -1,7 +1,6 @@
 """Monte-Carlo BER/BLER (channels.ber.simulate_ber) against theory and basic coded behaviour."""
 
 import pytest
-import torch
 
 from channels.ber import simulate_ber
 

@@ -1,0 +1,50 @@
+"""Crash-safe files of a training run: folder swaps and the CSV log (shared by the codec and baseline trainers)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["replace_dir", "append_csv_row", "drop_csv_rows"]
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Swap the complete folder ``tmp`` into ``target``; a kill at any point leaves one complete folder."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def append_csv_row(path: Path, row: dict, columns: Sequence[str]) -> None:
+    """Append one row (header first when the file is new) and flush it to disk."""
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def drop_csv_rows(path: Path, columns: Sequence[str], drop: Callable[[dict], bool]) -> None:
+    """Rewrite ``path`` atomically without the rows for which ``drop(row)`` is true (e.g. steps redone after a resume)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if not drop(row)]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
