@@ -1,8 +1,15 @@
-"""``python -m simulator bench``: measurements on this machine.
+"""``python -m simulator bench``: measurements on this machine (speed targets live here, not in tests).
 
-Sections (more arrive with the simulator): ``channels`` (complex symbols per second through each
-channel model for 8 users, forward only) and ``help_s`` (start-up time of ``--help``).
-Speed targets are checked here, never in unit tests.
+Sections:
+- ``pipeline``: the M4SC link (transmitter, comparator, channel, receiver, bookkeeping; see
+  :mod:`simulator.benchmark`) with the shipped codec for 1, 8, 64 and 256 users, one VQA task
+  each; best of ``repeats`` passes after a warm-up. Top-level keys: ``throughput_samples_per_s``
+  (8 users), ``per_user_s`` (total seconds / users, keyed "1", "8", "64", "256"),
+  ``flop_bound_fraction`` (64 users: FLOP-bound time / measured time), ``comparator_share_256``,
+  ``peak_mem_mb_256`` (peak RSS of a fresh process running the 256-user pass);
+- ``channels``: complex symbols per second through AWGN, block Rayleigh and TDL-OFDM (8 users);
+- ``help_s``: start-up time of ``python -m simulator --help``.
+``--channels`` runs the channel section only.
 """
 
 from __future__ import annotations
@@ -46,18 +53,77 @@ def measure_channels(num_users: int, quick: bool) -> dict:
     return results
 
 
+USER_COUNTS = (1, 8, 64, 256)
+_PEAK_MEMORY_SCRIPT = (
+    "import resource, sys\n"
+    "from simulator.benchmark import PipelineBench\n"
+    "PipelineBench(num_tasks=256).run(256)\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
+
+
+def peak_memory_mb(script: str = _PEAK_MEMORY_SCRIPT) -> float:
+    """Peak resident memory (MB) of a fresh interpreter running ``script`` (Linux reports KiB)."""
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def measure_pipeline(quick: bool) -> dict:
+    """The pipeline section and its top-level figures."""
+    from simulator.benchmark import PipelineBench, matmul_flops_per_s
+
+    bench = PipelineBench(num_tasks=256)
+    bench.run(8)  # warm-up: lazy imports, allocator, first-call kernels
+    repeats = 1 if quick else 3
+    passes = {}
+    for users in USER_COUNTS:
+        runs = [bench.run(users) for _ in range(repeats if users <= 64 else 1)]
+        passes[str(users)] = min(runs, key=lambda r: r["total_s"])
+    flops = bench.forward_flops(64)
+    machine = matmul_flops_per_s()
+    bound_s = flops / machine
+    return {
+        "throughput_samples_per_s": 8 / passes["8"]["total_s"],
+        "per_user_s": {k: v["total_s"] / int(k) for k, v in passes.items()},
+        "flop_bound_fraction": bound_s / passes["64"]["total_s"],
+        "comparator_share_256": passes["256"]["comparator_s"] / passes["256"]["total_s"],
+        "peak_mem_mb_256": peak_memory_mb(),
+        "pipeline": {
+            "passes": passes,
+            "forward_gflop_64": flops / 1e9,
+            "matmul_gflop_per_s": machine / 1e9,
+            "flop_bound_s_64": bound_s,
+            "units": "seconds per pass (wall clock), accuracy = VQA exact match of that pass",
+        },
+    }
+
+
 def main(args) -> int:
     from simulator.errors import UserError
 
     if args.num_users < 1:
         raise UserError(f"--num-users must be >= 1, got {args.num_users}")
     report: dict = {"unit_note": "rates are wall-clock on this machine; SNR irrelevant to speed"}
+    if not args.channels:
+        report.update(measure_pipeline(args.quick))
     report["channels"] = measure_channels(args.num_users, args.quick)
     if not args.channels:
         report["help_s"] = measure_help_seconds(1 if args.quick else 3)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if "pipeline" in report:
+        print("M4SC pipeline (shipped codec, one VQA task per user), seconds per pass:")
+        print(f"  {'users':>6} {'total':>8} {'per user':>9} {'transmit':>9} {'compare':>8} {'channel':>8} {'receive':>8}")
+        for users, row in report["pipeline"]["passes"].items():
+            print(f"  {users:>6} {row['total_s']:8.3f} {row['total_s'] / int(users):9.4f} {row['transmitter_s']:9.3f} "
+                  f"{row['comparator_s']:8.4f} {row['channel_s']:8.4f} {row['receiver_s']:8.4f}")
+        print(f"  throughput (8 users): {report['throughput_samples_per_s']:.1f} task-samples/s")
+        print(f"  FLOP bound at 64 users: {report['pipeline']['flop_bound_s_64']:.3f} s "
+              f"({report['pipeline']['forward_gflop_64']:.1f} GFLOP at {report['pipeline']['matmul_gflop_per_s']:.0f} GFLOP/s)"
+              f" = {100 * report['flop_bound_fraction']:.1f}% of the measured time")
+        print(f"  comparator share at 256 users: {100 * report['comparator_share_256']:.2f}%;"
+              f" peak memory at 256 users: {report['peak_mem_mb_256']:.0f} MB")
     print(f"channel throughput, {args.num_users} users (forward, inference mode):")
     for name, row in report["channels"].items():
         print(f"  {name:<10} {row['symbols_per_s'] / 1e6:8.2f} M complex symbols/s")

@@ -1,0 +1,107 @@
+"""Measurements behind ``python -m simulator bench``: the M4SC link pipeline at several user counts.
+
+One *pipeline pass* serves ``N`` users one VQA task each (snapshot): the BS transmitter (vision +
+projector + LLM generation, all users in one padded batch), the semantic comparator, the channel
+(AWGN; the broadcast seen by every user, the private symbols on each user's own link), the
+receivers (recombination, channel decoder, LM head), and bookkeeping (texts, scores). Times are
+wall-clock seconds on this machine; the FLOP bound divides the forward FLOPs actually run
+(``torch.utils.flop_counter``) by a measured fp32 matmul throughput of this machine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+__all__ = ["matmul_flops_per_s", "PipelineBench"]
+
+
+def matmul_flops_per_s(size: int = 1024, repeats: int = 10) -> float:
+    """Best fp32 matmul throughput (FLOP/s) over ``repeats`` products of two ``size x size`` matrices."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+class PipelineBench:
+    """Runs pipeline passes of the shipped (or given) codec on held-out VQA tasks.
+
+    Args:
+        checkpoint: codec folder (None: the shipped one).
+        num_tasks: distinct tasks to cycle through (user ``u`` gets task ``u mod num_tasks``).
+    """
+
+    def __init__(self, checkpoint=None, num_tasks: int = 256, threshold: float = 0.95, snr_db: float = 10.0):
+        from simulator.data.templates import render_prompt
+        from simulator.evaluation import default_checkpoint, load_eval_samples
+        from simulator.models.checkpoint import load_codec
+        from simulator.models.transceiver import Receiver, Transmitter
+        from simulator.sharing import SemanticComparator
+
+        self.model = load_codec(checkpoint or default_checkpoint())
+        self.transmitter, self.receiver = Transmitter(self.model), Receiver.from_model(self.model)
+        self.comparator = SemanticComparator(threshold)
+        self.snr_db = snr_db
+        samples = load_eval_samples("vqa", num_tasks)
+        instruction = self.model.config.instructions.get("vqa")
+        self.prompts = [render_prompt("vqa", s.input_text, "", instruction) for s in samples]
+        size = int(self.model.vision.config.image_size)
+        self.images = torch.stack([torch.nn.functional.interpolate(s.image[None], size=(size, size))[0]
+                                   if s.image.shape[-1] != size else s.image for s in samples]) * 2 - 1
+        self.answers = [s.references[0] for s in samples]
+
+    @torch.inference_mode()
+    def run(self, num_users: int, seed: int = 0) -> dict[str, float]:
+        """One pass for ``num_users`` users; returns seconds per part and ``total_s``."""
+        from channels.conventions import snr_db_to_no
+        from channels.flat import AWGNChannel, broadcast
+        from channels.randomness import user_generators
+        from simulator.data.metrics import vqa_accuracy
+        from simulator.sharing import recombine
+
+        rows = [u % len(self.prompts) for u in range(num_users)]
+        prompts = [self.prompts[r] for r in rows]
+        times = {}
+        start = time.perf_counter()
+        sent = self.transmitter(prompts, self.images[rows])
+        times["transmitter_s"] = time.perf_counter() - (mark := start)
+        mark = time.perf_counter()
+        plan = self.comparator(sent.hidden, sent.token_mask, sent.tokens)
+        times["comparator_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        channel, no = AWGNChannel(equalizer="mmse"), snr_db_to_no(self.snr_db)
+        num_tokens, c = sent.symbols.shape[1], sent.symbols.shape[2]
+        private = channel(sent.symbols.reshape(1, num_users, num_tokens * c), no,
+                          user_generators(seed, num_users, 0)).x_hat.reshape(num_users, num_tokens, c)
+        public = torch.zeros(num_users, 0, c, dtype=private.dtype)
+        if plan.num_public:
+            public_symbols = self.model.channel_encoder(plan.public_vectors).reshape(1, -1)
+            public = channel(broadcast(public_symbols, num_users), no,
+                             user_generators(seed, num_users, 1)).x_hat.reshape(num_users, plan.num_public, c)
+        times["channel_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        received = recombine(public, private, plan)
+        _, texts = self.receiver(received, sent.token_mask)
+        times["receiver_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        accuracy = vqa_accuracy(texts, [self.answers[r] for r in rows])
+        times["bookkeeping_s"] = time.perf_counter() - mark
+        times["total_s"] = time.perf_counter() - start
+        times["accuracy"] = accuracy
+        return times
+
+    def forward_flops(self, num_users: int) -> float:
+        """FLOPs of the forward passes one pipeline pass runs (transmitter + receiver)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.run(num_users)
+        return float(counter.get_total_flops())
