@@ -3,7 +3,9 @@
 One *pipeline pass* serves ``N`` users one VQA task each (snapshot): the BS transmitter (vision +
 projector + LLM generation, all users in one padded batch), the semantic comparator, the channel
 (AWGN; the broadcast seen by every user, the private symbols on each user's own link), the
-receivers (recombination, channel decoder, LM head), and bookkeeping (texts, scores). Times are
+receivers (recombination, channel decoder, LM head), and bookkeeping (texts, scores). The
+transmitter generates in chunks of ``generation_batch_size`` prompts, the scenario default, as
+``run`` does (one padded batch of 256 would decode until its longest answer ends). Times are
 wall-clock seconds on this machine; the FLOP bound divides the forward FLOPs actually run
 (``torch.utils.flop_counter``) by a measured fp32 matmul throughput of this machine.
 """
@@ -38,7 +40,8 @@ class PipelineBench:
         num_tasks: distinct tasks to cycle through (user ``u`` gets task ``u mod num_tasks``).
     """
 
-    def __init__(self, checkpoint=None, num_tasks: int = 256, threshold: float = 0.95, snr_db: float = 10.0):
+    def __init__(self, checkpoint=None, num_tasks: int = 256, threshold: float = 0.95, snr_db: float = 10.0,
+                 generation_batch_size: int | None = None):
         from simulator.data.templates import render_prompt
         from simulator.evaluation import default_checkpoint, load_eval_samples
         from simulator.models.checkpoint import load_codec
@@ -49,6 +52,11 @@ class PipelineBench:
         self.transmitter, self.receiver = Transmitter(self.model), Receiver.from_model(self.model)
         self.comparator = SemanticComparator(threshold)
         self.snr_db = snr_db
+        if generation_batch_size is None:
+            from simulator.scenario import ModelSection
+
+            generation_batch_size = ModelSection.model_fields["generation_batch_size"].default
+        self.generation_batch_size = generation_batch_size
         samples = load_eval_samples("vqa", num_tasks)
         instruction = self.model.config.instructions.get("vqa")
         self.prompts = [render_prompt("vqa", s.input_text, "", instruction) for s in samples]
@@ -70,8 +78,8 @@ class PipelineBench:
         prompts = [self.prompts[r] for r in rows]
         times = {}
         start = time.perf_counter()
-        sent = self.transmitter(prompts, self.images[rows])
-        times["transmitter_s"] = time.perf_counter() - (mark := start)
+        sent = self._transmit(prompts, self.images[rows])
+        times["transmitter_s"] = time.perf_counter() - start
         mark = time.perf_counter()
         plan = self.comparator(sent.hidden, sent.token_mask, sent.tokens)
         times["comparator_s"] = time.perf_counter() - mark
@@ -96,6 +104,24 @@ class PipelineBench:
         times["total_s"] = time.perf_counter() - start
         times["accuracy"] = accuracy
         return times
+
+    def _transmit(self, prompts: list[str], images: torch.Tensor):
+        """The transmitter over chunks of ``generation_batch_size``, re-padded to one token grid."""
+        from simulator.models.transceiver import Transmission
+
+        step = self.generation_batch_size
+        parts = [self.transmitter(prompts[i:i + step], images[i:i + step]) for i in range(0, len(prompts), step)]
+        width = max(p.tokens.shape[1] for p in parts)
+
+        def pad(tensor, value=0):
+            extra = width - tensor.shape[1]
+            if extra == 0:
+                return tensor
+            filler = tensor.new_full((tensor.shape[0], extra, *tensor.shape[2:]), value)
+            return torch.cat([tensor, filler], dim=1)
+
+        return Transmission(*(torch.cat([pad(getattr(p, name)) for p in parts])
+                              for name in ("tokens", "token_mask", "hidden", "symbols")))
 
     def forward_flops(self, num_users: int) -> float:
         """FLOPs of the forward passes one pipeline pass runs (transmitter + receiver)."""
