@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "train": "train the semantic codec (stages 0-3), resumable",
     "eval": "task accuracy of a codec versus SNR through a channel",
     "run": "simulate a scenario YAML (BS to many users, semantic sharing) and write results/<run>/",
+    "plot": "Fig. 5/6-style figures from result folders",
 }
 
 
