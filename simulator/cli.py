@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "eval": "task accuracy of a codec versus SNR through a channel",
     "run": "simulate a scenario YAML (BS to many users, semantic sharing) and write results/<run>/",
     "plot": "Fig. 5/6-style figures from result folders",
+    "sweep": "parameter sweeps over scenarios on Ray (local or a cluster), resumable",
 }
 
 
