@@ -297,28 +297,11 @@ def read_model_folder(directory: str | Path, kind: str) -> tuple[dict, Any]:
 
 def load_model_weights(model: nn.Module, directory: str | Path, device: str | torch.device = "cpu") -> None:
     """Load ``directory/model.safetensors`` into ``model``; every key and shape must match."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from simulator.models.checkpoint import check_weights, read_weights
 
     weights = Path(directory) / WEIGHTS_FILE
-    try:
-        state = load_file(str(weights), device=str(device))
-    except (SafetensorError, OSError) as err:
-        raise BaselineCheckpointError(f"corrupt weights file {weights}: {err}") from None
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if mismatched:
-            k = mismatched[0]
-            details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        raise BaselineCheckpointError(f"weights in {weights} do not match config.json: " + "; ".join(details))
+    state = read_weights(weights, str(device), error=BaselineCheckpointError)
+    check_weights(state, model.state_dict(), weights, error=BaselineCheckpointError)
     model.load_state_dict(state)
 
 

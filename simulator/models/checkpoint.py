@@ -14,7 +14,8 @@ from pathlib import Path
 
 from simulator.models.config import CodecConfig
 
-__all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "read_codec_config", "FORMAT_VERSION"]
+__all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "read_weights", "check_weights",
+           "read_codec_config", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -111,32 +112,47 @@ def load_codec(directory: str | Path, device: str = "cpu"):
 
 def load_weights(model, directory: str | Path, device: str = "cpu") -> None:
     """Load ``directory/model.safetensors`` into an already built model of the same config."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {weights}")
-    try:
-        state = load_file(str(weights), device=str(device))
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"corrupt weights file {weights}: {err}") from None
+    state = read_weights(weights, device)
     skipped = _pretrained_prefixes(model.config)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and _is_saved(k, skipped) and not _is_tied(model, k)]
+    check_weights(state, model.state_dict(), weights,
+                  required=lambda k: _is_saved(k, skipped) and not _is_tied(model, k))
+    model.load_state_dict(state, strict=False)
+
+
+def read_weights(weights: Path, device: str = "cpu", error: type[Exception] = CheckpointError) -> dict:
+    """The tensors of a safetensors file; ``error`` (one line) when it is corrupt or unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise error(f"corrupt weights file {weights}: {err}") from None
+
+
+def check_weights(state: dict, expected: dict, weights: Path, required=None,
+                  error: type[Exception] = CheckpointError) -> None:
+    """Raise ``error`` naming the first missing, unexpected or wrongly shaped tensor.
+
+    ``required(key)`` tells which keys of ``expected`` must be in ``state`` (default: all).
+    """
+    missing = [k for k in expected if k not in state and (required is None or required(k))]
     unexpected = [k for k in state if k not in expected]
     mismatched = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if mismatched:
-            k = mismatched[0]
-            details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        raise CheckpointError(f"weights in {weights} do not match config.json: " + "; ".join(details))
-    model.load_state_dict(state, strict=False)
+    if not (missing or unexpected or mismatched):
+        return
+    details = []
+    if missing:
+        details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if mismatched:
+        k = mismatched[0]
+        details.append(f"{len(mismatched)} with wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+    raise error(f"weights in {weights} do not match config.json: " + "; ".join(details))
 
 
 def _is_tied(model, key: str) -> bool:
