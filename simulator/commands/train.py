@@ -42,12 +42,36 @@ def main(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from simulator.training.trainer import Trainer
 
+    distributed = _init_distributed(config)
     try:
         result = Trainer(config, progress=True).run(args.stage, resume=args.resume)
     except CheckpointError as err:
         raise UserError(str(err)) from None
-    print(f"trained codec: {result}")
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if not distributed or int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(f"trained codec: {result}")
     return 0
+
+
+def _init_distributed(config) -> bool:
+    """Join the process group that ``torchrun --nproc_per_node=N -m simulator train ...`` sets up
+    (NCCL with one GPU per process, gloo on CPUs). Returns False for a plain single-process run."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    use_cuda = config.device in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return True
 
 
 def _train_baseline(args, overrides: list[str]) -> int:

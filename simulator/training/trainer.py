@@ -64,8 +64,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, progress: bool = False):
         self.config = config
-        self.progress = progress
         self.device = resolve_device(config.device)
+        self.rank, self.world_size = _process_group()
+        self.progress = progress and self.rank == 0
         self.out_dir = Path(config.out_dir)
         self.train_data: TaskData | None = None
 
@@ -74,7 +75,9 @@ class Trainer:
         """Data on disk and in memory."""
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
-        ensure_data(self.config.data)
+        if self.rank == 0:
+            ensure_data(self.config.data)
+        _barrier()
         self.train_data = load_task_data(self.config.data, "train")
 
     def tokenizer(self):
@@ -85,15 +88,15 @@ class Trainer:
         from simulator.models.tokenizer import train_word_tokenizer
 
         path = self.out_dir / "tokenizer"
-        if (path / "tokenizer.json").is_file():
-            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        instructions = dict(self.config.codec.get("instructions", {}))
-        texts = self.train_data.texts()
-        texts += [render_prompt(task, "", "", instructions.get(task)) for task in TEMPLATES]
-        tokenizer = train_word_tokenizer(texts, vocab_size=self.config.tokenizer_vocab_size)
-        path.mkdir(parents=True, exist_ok=True)
-        tokenizer.save_pretrained(str(path))
-        return tokenizer
+        if self.rank == 0 and not (path / "tokenizer.json").is_file():
+            instructions = dict(self.config.codec.get("instructions", {}))
+            texts = self.train_data.texts()
+            texts += [render_prompt(task, "", "", instructions.get(task)) for task in TEMPLATES]
+            tokenizer = train_word_tokenizer(texts, vocab_size=self.config.tokenizer_vocab_size)
+            path.mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(str(path))
+        _barrier()
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
     def fresh_model(self):
         from simulator.models.config import profile_config
@@ -140,11 +143,13 @@ class Trainer:
             model, result = self.run_stage(name, model, resume)
         if names[-1] == all_names[-1]:
             final = self.out_dir / "final"
-            tmp = self.out_dir / "final.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            shutil.copytree(result, tmp)
-            replace_dir(tmp, final)
+            if self.rank == 0:
+                tmp = self.out_dir / "final.tmp"
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                shutil.copytree(result, tmp)
+                replace_dir(tmp, final)
+            _barrier()
             result = final
         return result
 
@@ -191,16 +196,20 @@ class Trainer:
                 group["lr"] = lr
             total = 0.0
             for micro in range(stage.grad_accum):
-                generator = batch_generator(self.config.seed, name, step, micro)
+                # Rank r of W takes micro-batches r, W + r, ...: W ranks x A micro-batches equal
+                # one process with W x A micro-batches.
+                generator = batch_generator(self.config.seed, name, step, micro * self.world_size + self.rank)
                 loss = self._loss(name, stage, model, text_tower, collator, names, probabilities, generator)
                 (loss / stage.grad_accum).backward()
                 total += float(loss.detach()) / stage.grad_accum
+            if self.world_size > 1:
+                total = _average_gradients(params, total, self.world_size)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            window_samples += stage.batch_size * stage.grad_accum
+            window_samples += stage.batch_size * stage.grad_accum * self.world_size
             done = step + 1
-            if done % self.config.log_every == 0 or done == stage.steps:
+            if self.rank == 0 and (done % self.config.log_every == 0 or done == stage.steps):
                 now = time.perf_counter()
                 rate = window_samples / max(now - window_start, 1e-9)
                 append_csv_row(log_path, {"stage": name, "step": done, "loss": round(total, 5), "lr": lr,
@@ -215,17 +224,19 @@ class Trainer:
         if bar is not None:
             bar.close()
         model.eval()
-        tmp = stage_dir / "final.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_codec(model, tmp)
-        if text_tower is not None:
-            from safetensors.torch import save_model
+        if self.rank == 0:
+            tmp = stage_dir / "final.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            save_codec(model, tmp)
+            if text_tower is not None:
+                from safetensors.torch import save_model
 
-            save_model(text_tower, str(tmp / TOWER_FILE))
-        replace_dir(tmp, final_dir)
-        if checkpoint_dir.exists():
-            shutil.rmtree(checkpoint_dir)
+                save_model(text_tower, str(tmp / TOWER_FILE))
+            replace_dir(tmp, final_dir)
+            if checkpoint_dir.exists():
+                shutil.rmtree(checkpoint_dir)
+        _barrier()
         return model, final_dir
 
     # ---- pieces ------------------------------------------------------------------------------
@@ -265,6 +276,9 @@ class Trainer:
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight)
 
     def _save_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer, step: int) -> None:
+        if self.rank != 0:  # every rank holds the same weights and optimizer state
+            _barrier()
+            return
         tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -275,6 +289,7 @@ class Trainer:
         torch.save(state, tmp / STATE_FILE)
         replace_dir(tmp, checkpoint_dir)
         logger.info("checkpoint at step %d: %s", step, checkpoint_dir)
+        _barrier()
 
     def _load_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer) -> int:
         load_weights(model, checkpoint_dir, str(self.device))
@@ -286,6 +301,41 @@ class Trainer:
         if text_tower is not None:
             text_tower.load_state_dict(state["text_tower"])
         return int(state["step"])
+
+
+def _process_group() -> tuple[int, int]:
+    """``(rank, world_size)`` of an initialised ``torch.distributed`` group, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _average_gradients(params: list, loss: float, world_size: int) -> float:
+    """Data parallelism: average every gradient (and the logged loss) over the ranks.
+
+    One all-reduce per parameter after the micro-batches, which is what DistributedDataParallel
+    does with its hooks; the stages call sub-modules (vision, decoder, channel codec) directly
+    rather than one ``forward``, so DDP's wrapper would not see those calls.
+    """
+    import torch.distributed as dist
+
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad)
+        param.grad.div_(world_size)
+    total = torch.tensor([loss], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total) / world_size
 
 
 class _PlainEncoder:
