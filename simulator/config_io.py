@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from simulator.errors import UserError
 
-__all__ = ["load_yaml_config", "validation_message", "apply_overrides", "read_yaml"]
+__all__ = ["load_yaml_config", "validation_message", "apply_overrides", "read_yaml", "check_task_weights"]
 
 Model = TypeVar("Model")
 
@@ -83,3 +83,15 @@ def load_yaml_config(path: str | Path, model: type[Model], overrides: list[str] 
         return model.model_validate(data)
     except ValidationError as err:
         raise UserError(f"{path}: {validation_message(err)}") from None
+
+
+def check_task_weights(tasks: dict[str, float], known) -> dict[str, float]:
+    """A task-mixture mapping: known task names, finite weights >= 0, not all 0 (ValueError otherwise)."""
+    import math
+
+    unknown = sorted(set(tasks) - set(known))
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; tasks are {', '.join(known)}")
+    if any(not math.isfinite(w) or w < 0 for w in tasks.values()) or sum(tasks.values()) <= 0:
+        raise ValueError("task weights must be >= 0 and not all 0")
+    return tasks

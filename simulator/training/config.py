@@ -64,12 +64,9 @@ class StageConfig(_Strict):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(tasks) - set(TASKS))
-        if unknown:
-            raise ValueError(f"unknown task {unknown[0]!r}; tasks are {', '.join(TASKS)}")
-        if any(w < 0 for w in tasks.values()) or sum(tasks.values()) <= 0:
-            raise ValueError("task weights must be >= 0 and not all 0")
-        return tasks
+        from simulator.config_io import check_task_weights
+
+        return check_task_weights(tasks, TASKS)
 
 
 class DataConfig(_Strict):
