@@ -30,7 +30,8 @@ import numpy as np
 
 from simulator.errors import UserError
 
-__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirectory", "checkpoint_hash", "code_versions"]
+__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirectory", "checkpoint_hash", "code_versions",
+           "atomic_write_bytes"]
 
 #: Columns identifying a row.
 KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "tx_power_dbm", "num_users",
@@ -146,7 +147,8 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
 
 
 # ---- files -------------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a synced temporary file and ``os.replace``."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
         handle.write(payload)
@@ -237,7 +239,7 @@ class RunDirectory:
         except OSError as err:
             raise UserError(f"--out: cannot create {self.path}: {err.strerror}") from None
         text = yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True)
-        _atomic_write_bytes(self.path / self.CONFIG, text.encode("utf-8"))
+        atomic_write_bytes(self.path / self.CONFIG, text.encode("utf-8"))
         self.manifest = {"status": "running", "started_unix": round(self._started, 3), **manifest,
                          "points_done": 0, "rows": 0, "git_commit": _git_commit(), "versions": code_versions(),
                          "platform": platform.platform()}
@@ -250,7 +252,7 @@ class RunDirectory:
         self.rows.extend(rows)
         buffer = io.BytesIO()
         _frame(self.rows).to_parquet(buffer, index=False)
-        _atomic_write_bytes(self.path / self.METRICS, buffer.getvalue())
+        atomic_write_bytes(self.path / self.METRICS, buffer.getvalue())
         self.manifest["points_done"] = self.manifest.get("points_done", 0) + 1
         self.manifest["rows"] = len(self.rows)
         self._write_manifest()
@@ -262,7 +264,7 @@ class RunDirectory:
         if error:
             self.manifest["error"] = error
         if not (self.path / self.METRICS).exists():  # interrupted before the first point: an empty table
-            _atomic_write_bytes(self.path / self.METRICS, _empty_parquet())
+            atomic_write_bytes(self.path / self.METRICS, _empty_parquet())
         for stale in self.path.glob("*.tmp"):
             stale.unlink(missing_ok=True)
         self._write_manifest()
@@ -273,7 +275,7 @@ class RunDirectory:
 
     def _write_manifest(self) -> None:
         text = json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n"
-        _atomic_write_bytes(self.path / self.MANIFEST, text.encode("utf-8"))
+        atomic_write_bytes(self.path / self.MANIFEST, text.encode("utf-8"))
 
 
 def _empty_parquet() -> bytes:

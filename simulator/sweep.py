@@ -49,6 +49,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.errors import UserError
+from simulator.results import atomic_write_bytes
 
 __all__ = ["SweepFile", "SweepResources", "GridPoint", "load_sweep", "expand_grid", "point_id", "execute_point",
            "SweepDirectory", "run_sweep", "ray_session"]
@@ -303,12 +304,6 @@ def execute_point(spec: dict) -> dict:
 
 
 # ---- the output folder ---------------------------------------------------------------------------
-def _atomic_write(path: Path, payload: bytes) -> None:
-    from simulator.results import _atomic_write_bytes
-
-    _atomic_write_bytes(path, payload)
-
-
 class SweepDirectory:
     """The output folder of a sweep (see the module docstring for its layout)."""
 
@@ -352,7 +347,7 @@ class SweepDirectory:
         except OSError as err:
             raise UserError(f"--out: cannot create {self.path}: {err.strerror}") from None
         text = yaml.safe_dump(sweep_dump, sort_keys=False, allow_unicode=True)
-        _atomic_write(self.path / self.SWEEP, text.encode("utf-8"))
+        atomic_write_bytes(self.path / self.SWEEP, text.encode("utf-8"))
 
     def status(self, pid: str) -> dict | None:
         """The point's recorded json, or None."""
@@ -380,7 +375,7 @@ class SweepDirectory:
         if outcome["status"] == "ok":
             buffer = io.BytesIO()
             self.point_frame(point, outcome["rows"]).to_parquet(buffer, index=False)
-            _atomic_write(self.parts / f"{point.point_id}.parquet", buffer.getvalue())
+            atomic_write_bytes(self.parts / f"{point.point_id}.parquet", buffer.getvalue())
         else:
             (self.parts / f"{point.point_id}.parquet").unlink(missing_ok=True)
         record = {"point_id": point.point_id, "status": outcome["status"], "error": outcome["error"],
@@ -388,7 +383,7 @@ class SweepDirectory:
                   "overrides": point.overrides, "host": outcome.get("host"), "pid": outcome.get("pid"),
                   **outcome.get("info", {})}
         text = json.dumps(record, indent=2, default=str) + "\n"
-        _atomic_write(self.parts / f"{point.point_id}.json", text.encode("utf-8"))
+        atomic_write_bytes(self.parts / f"{point.point_id}.json", text.encode("utf-8"))
 
     def combine(self, points: list[GridPoint]) -> int:
         """Rebuild ``metrics.parquet`` from the ok parts of ``points`` (grid order); returns its rows."""
@@ -402,12 +397,12 @@ class SweepDirectory:
             frame = self.point_frame(points[0], []) if points else pd.DataFrame()
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        _atomic_write(self.path / self.METRICS, buffer.getvalue())
+        atomic_write_bytes(self.path / self.METRICS, buffer.getvalue())
         return len(frame)
 
     def write_manifest(self, manifest: dict) -> None:
         text = json.dumps(manifest, indent=2, default=str) + "\n"
-        _atomic_write(self.path / self.MANIFEST, text.encode("utf-8"))
+        atomic_write_bytes(self.path / self.MANIFEST, text.encode("utf-8"))
 
     def cleanup(self) -> None:
         for stale in itertools.chain(self.path.glob("*.tmp"), self.parts.glob("*.tmp")):

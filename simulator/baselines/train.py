@@ -42,7 +42,7 @@ from simulator.baselines.deepsc import (
 )
 from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig, load_deepsc_vqa, save_deepsc_vqa
 from simulator.errors import UserError
-from simulator.training.run_files import append_csv_row, drop_csv_rows, replace_dir
+from simulator.training.run_files import append_csv_row, drop_csv_rows, write_dir_atomically
 
 __all__ = [
     "ScheduleConfig",
@@ -201,14 +201,6 @@ def _resolve_device(choice: str) -> torch.device:
     return resolve_device(choice)
 
 
-def _save_atomic(save: Callable[[Path], Any], target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save(tmp)
-    replace_dir(tmp, target)
-
-
 def _make_channels(names: Sequence[str], equalizer: str) -> dict[str, torch.nn.Module]:
     from channels.registry import make_channel
 
@@ -296,12 +288,12 @@ def _run_loop(config: _RunConfig, model: torch.nn.Module, batch_loss: Callable[[
                 save(model, path)
                 torch.save({"step": step_done, "optimizer": optimizer.state_dict()}, path / STATE_FILE)
 
-            _save_atomic(save_checkpoint, checkpoint_dir)
+            write_dir_atomically(save_checkpoint, checkpoint_dir)
             logger.info("%s: checkpoint at step %d", config.model, done)
     if bar is not None:
         bar.close()
     model.eval()
-    _save_atomic(lambda path: save(model, path), final_dir)
+    write_dir_atomically(lambda path: save(model, path), final_dir)
     if checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     return final_dir

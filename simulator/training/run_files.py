@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["replace_dir", "append_csv_row", "drop_csv_rows"]
+__all__ = ["replace_dir", "write_dir_atomically", "append_csv_row", "drop_csv_rows"]
 
 
 def replace_dir(tmp: Path, target: Path) -> None:
@@ -21,6 +21,15 @@ def replace_dir(tmp: Path, target: Path) -> None:
     tmp.rename(target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def write_dir_atomically(write: Callable[[Path], object], target: Path) -> None:
+    """Let ``write(folder)`` fill ``<target>.tmp`` (cleared first), then swap it into ``target``."""
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write(tmp)
+    replace_dir(tmp, target)
 
 
 def append_csv_row(path: Path, row: dict, columns: Sequence[str]) -> None:

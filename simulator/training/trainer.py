@@ -24,7 +24,7 @@ from simulator.data.collate import InstructionCollator
 from simulator.errors import UserError
 from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
-from simulator.training.run_files import append_csv_row, drop_csv_rows, replace_dir
+from simulator.training.run_files import append_csv_row, drop_csv_rows, write_dir_atomically
 from simulator.training.data import TaskData, batch_generator, ensure_data, load_task_data, task_weights
 from simulator.training import stages as stage_fns
 
@@ -144,11 +144,7 @@ class Trainer:
         if names[-1] == all_names[-1]:
             final = self.out_dir / "final"
             if self.rank == 0:
-                tmp = self.out_dir / "final.tmp"
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                shutil.copytree(result, tmp)
-                replace_dir(tmp, final)
+                write_dir_atomically(lambda tmp: shutil.copytree(result, tmp), final)
             _barrier()
             result = final
         return result
@@ -225,15 +221,14 @@ class Trainer:
             bar.close()
         model.eval()
         if self.rank == 0:
-            tmp = stage_dir / "final.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            save_codec(model, tmp)
-            if text_tower is not None:
-                from safetensors.torch import save_model
+            def write_final(folder: Path) -> None:
+                save_codec(model, folder)
+                if text_tower is not None:
+                    from safetensors.torch import save_model
 
-                save_model(text_tower, str(tmp / TOWER_FILE))
-            replace_dir(tmp, final_dir)
+                    save_model(text_tower, str(folder / TOWER_FILE))
+
+            write_dir_atomically(write_final, final_dir)
             if checkpoint_dir.exists():
                 shutil.rmtree(checkpoint_dir)
         _barrier()
@@ -279,15 +274,15 @@ class Trainer:
         if self.rank != 0:  # every rank holds the same weights and optimizer state
             _barrier()
             return
-        tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_codec(model, tmp)
         state = {"step": step, "optimizer": optimizer.state_dict()}
         if text_tower is not None:
             state["text_tower"] = text_tower.state_dict()
-        torch.save(state, tmp / STATE_FILE)
-        replace_dir(tmp, checkpoint_dir)
+
+        def write_checkpoint(folder: Path) -> None:
+            save_codec(model, folder)
+            torch.save(state, folder / STATE_FILE)
+
+        write_dir_atomically(write_checkpoint, checkpoint_dir)
         logger.info("checkpoint at step %d: %s", step, checkpoint_dir)
         _barrier()
 

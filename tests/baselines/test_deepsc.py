@@ -226,19 +226,19 @@ def test_resume_continues_exactly(sentiment_corpus, tmp_path):
 
     interrupted = load_train_config(write_yaml(tmp_path / "i.yaml", tmp_path / "interrupted", sentiment_corpus),
                                     ["evaluation=null"])
-    original = train_module._save_atomic
+    original = train_module.write_dir_atomically
 
     def stop_after_checkpoint(save, target):
         original(save, target)
         if target.name == "checkpoint":
             raise KeyboardInterrupt
 
-    train_module._save_atomic = stop_after_checkpoint
+    train_module.write_dir_atomically = stop_after_checkpoint
     try:
         with pytest.raises(KeyboardInterrupt):
             train_deepsc(interrupted)
     finally:
-        train_module._save_atomic = original
+        train_module.write_dir_atomically = original
     with pytest.raises(UserError, match="--resume"):
         train_deepsc(interrupted)
     resumed = load_deepsc(train_deepsc(interrupted, resume=True))
