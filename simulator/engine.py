@@ -227,7 +227,8 @@ class TaskRecord:
     """One served task.
 
     Times in seconds; symbols are complex channel uses; ``symbols_public`` is this task's share of
-    the broadcast (the broadcast counts once over all tasks of a batch).
+    the broadcast (the broadcast counts once over all tasks of a batch). ``payload_bits``: the
+    information bits of a digital system's transmission (None for analog systems).
     """
 
     user: int
@@ -244,6 +245,7 @@ class TaskRecord:
     public_tokens: int
     same_scene: bool
     snr_db: float
+    payload_bits: int | None = None
     delivered_s: float = math.nan
 
     @property
@@ -375,35 +377,42 @@ class BaseStation:
         tasks = [a.task for a in batch]
         users = [a.user for a in batch]
         encoded, plan = self.cache.get(self.system, tasks, self.variant)
-        deliveries = self.system.deliver(encoded, plan, users, self.link)
-        num_users = self.link.num_users
-        unicast = [0] * num_users
+        digital = plan.payload_bits is not None
+        payload = plan.payload_bits if digital else plan.unicast_symbols
+        unicast = [0] * self.link.num_users
         for row, user in enumerate(users):
-            unicast[user] = int(plan.unicast_symbols[row])
+            unicast[user] = int(payload[row])
         listeners = [users[r] for r in plan.broadcast_rows]
         allocation = self.allocator.allocate(self.link.snr_db, broadcast_payload=int(plan.broadcast_symbols),
                                              broadcast_users=listeners or None, unicast_payloads=unicast)
+        deliveries = self.system.deliver(encoded, plan, users, self.link, allocation)
         slot = allocation.grid.slot_duration_s
         broadcast_slots = allocation.broadcast.num_slots if allocation.broadcast is not None else 0
         scenes = [t.scene for t in tasks]
         for row, arrival in enumerate(batch):
-            slots = allocation.unicast[arrival.user].num_slots
+            stream = allocation.unicast[arrival.user]
+            slots = stream.num_slots
             if row in plan.broadcast_rows:
                 slots = max(slots, broadcast_slots)
-            record = _record(arrival, env.now, slots * slot, deliveries[row], plan, row,
-                             scenes.count(arrival.task.scene) > 1, float(self.link.snr_db[arrival.user]))
+            air_time = slots * slot + deliveries[row].retransmission_time_s
+            record = _record(arrival, env.now, air_time, deliveries[row], plan, row,
+                             scenes.count(arrival.task.scene) > 1, float(self.link.snr_db[arrival.user]),
+                             stream.num_symbols_needed if digital else None)
             env.process(user_reception(env, record, self.records))
-        return allocation.air_time_s
+        return allocation.air_time_s + max((d.retransmission_time_s for d in deliveries), default=0.0)
 
 
 def _record(arrival: Arrival, start_s: float, air_time_s: float, delivery: Delivery, plan: BatchPlan, row: int,
-            same_scene: bool, snr_db: float) -> TaskRecord:
+            same_scene: bool, snr_db: float, coded_symbols: int | None = None) -> TaskRecord:
+    """``coded_symbols``: digital systems' channel uses (set by the MCS), else None."""
+    digital = plan.payload_bits is not None
     return TaskRecord(
         user=arrival.user, task=arrival.task, group=arrival.group, arrival_s=arrival.time_s, start_s=start_s,
         air_time_s=air_time_s, delivery=delivery, symbols_public=float(plan.public_symbol_share[row]),
-        symbols_private=int(plan.unicast_symbols[row]), overhead_bits=int(plan.overhead_bits[row]),
-        tokens=int(plan.tokens[row]), public_tokens=int(plan.public_tokens[row]), same_scene=same_scene,
-        snr_db=snr_db,
+        symbols_private=int(coded_symbols + delivery.retransmitted_symbols if digital else plan.unicast_symbols[row]),
+        overhead_bits=int(plan.overhead_bits[row]), tokens=int(plan.tokens[row]),
+        public_tokens=int(plan.public_tokens[row]), same_scene=same_scene, snr_db=snr_db,
+        payload_bits=int(plan.payload_bits[row]) if digital else None,
     )
 
 
@@ -427,11 +436,12 @@ def simulate_episode(arrivals: list[Arrival], system: System, variant: SharingVa
 
 
 # ---- channels and data -------------------------------------------------------------------------
-def build_channel(scenario: Scenario, symbols_per_token: int):
+def build_channel(scenario: Scenario, symbols_per_token: int, equalizer: str | None = None):
     """The scenario's channel block, its resolved parameters and the user drop (or None).
 
     Adds ``equalizer: mmse`` and, for rayleigh/rician, ``coherence_symbols = c`` (one fade per
-    token) when not given. ValueError (one line) on a bad parameter.
+    token) when not given. ``equalizer`` overrides the scenario's (the digital chains need
+    ``"zf"``). ValueError (one line) on a bad parameter.
     """
     from channels.randomness import user_generators
     from channels.registry import channel_parameters, make_channel
@@ -441,6 +451,8 @@ def build_channel(scenario: Scenario, symbols_per_token: int):
     accepted = channel_parameters(name)
     if "equalizer" in accepted:
         params.setdefault("equalizer", "mmse")
+        if equalizer is not None:
+            params["equalizer"] = equalizer
     if name in ("rayleigh", "rician"):
         params.setdefault("coherence_symbols", symbols_per_token)
     placement = scenario.placement
@@ -523,8 +535,19 @@ class SweepRunner:
 
     def work_units(self) -> int:
         """Tasks served over the whole sweep (for a progress bar)."""
-        return (self.tasks_per_run * len(self.scenario.sweep_points()) * len(self.systems)
-                * len(self.scenario.sharing_variants()))
+        points = len(self.scenario.sweep_points())
+        return points * sum(sum(len(e) for e in self.episodes_for(system)) * len(self.variants_for(system))
+                            for system in self.systems.values())
+
+    def episodes_for(self, system: System) -> list[list[Arrival]]:
+        """The workload restricted to the task kinds ``system`` serves (arrival times unchanged)."""
+        return [[a for a in episode if a.task.kind in system.tasks] for episode in self.episodes]
+
+    def variants_for(self, system: System) -> list[SharingVariant]:
+        """The scenario's sharing variants, or only "off" for a system that does not share."""
+        if system.shares_semantics:
+            return self.scenario.sharing_variants()
+        return [SharingVariant(threshold=None, stat_tolerance=self.scenario.sharing.stat_tolerance)]
 
     def user_snr_db(self, point: SweepPoint) -> torch.Tensor:
         """``[U]`` float32, every user's SNR in dB at ``point``."""
@@ -548,9 +571,12 @@ class SweepRunner:
         from channels.allocation import ResourceAllocator
 
         resources = self.scenario.resources
-        mode = "analog" if system.payload_unit == "symbols" else "digital"
-        return ResourceAllocator(self.grid, self.scenario.num_users, mode=mode,
-                                 broadcast_share=resources.broadcast_share, pf_beta=resources.pf_beta)
+        if system.payload_unit == "symbols":
+            return ResourceAllocator(self.grid, self.scenario.num_users, mode="analog",
+                                     broadcast_share=resources.broadcast_share, pf_beta=resources.pf_beta)
+        return ResourceAllocator(self.grid, self.scenario.num_users, mode="digital",
+                                 broadcast_share=resources.broadcast_share, pf_beta=resources.pf_beta,
+                                 target_bler=self.scenario.baselines.digital_target_bler)
 
     def tasks(self) -> list[Task]:
         """Every task of the workload, in arrival order (repeats included)."""
@@ -559,10 +585,15 @@ class SweepRunner:
     def prepare(self, on_progress: Callable[[int], None] | None = None) -> None:
         """Let every system precompute its SNR-independent per-task work (the MLLM generation)."""
         for system in self.systems.values():
-            system.prepare(self.tasks(), on_progress)
+            system.prepare([t for t in self.tasks() if t.kind in system.tasks], on_progress)
 
     def distinct_tasks(self) -> int:
         return len({t.task_id for t in self.tasks()})
+
+    def generation_units(self) -> int:
+        """Distinct tasks :meth:`prepare` generates with the MLLM (shared by M4SC and the digital chains)."""
+        kinds = {k for s in self.systems.values() if s.uses_mllm for k in s.tasks}
+        return len({t.task_id for t in self.tasks() if t.kind in kinds})
 
     def run_point(self, point: SweepPoint, on_batch: Callable[[int], None] | None = None) -> list[PointResult]:
         """Every system x sharing variant at ``point``."""
@@ -570,10 +601,13 @@ class SweepRunner:
         results = []
         for name, system in self.systems.items():
             allocator = self.allocator(system)
-            for variant in self.scenario.sharing_variants():
+            episodes = [e for e in self.episodes_for(system) if e]
+            if not episodes:
+                continue
+            for variant in self.variants_for(system):
                 link = self.link(snr_db)
                 records: list[TaskRecord] = []
-                for arrivals in self.episodes:
+                for arrivals in episodes:
                     allocator.reset()
                     records += simulate_episode(arrivals, system, variant, link, allocator, self.cache,
                                                 self.batch_interval_s, on_batch)

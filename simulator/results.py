@@ -13,6 +13,8 @@ Accounting (analog semantics): symbols are complex channel uses; ``bytes = symbo
 bits_per_real / 8``; ``bytes_total = bytes(symbols_public + symbols_private) + overhead_bits / 8``.
 ``symbols_public`` counts each broadcast once: a public vector's ``c`` symbols are split evenly
 among the users (tasks) sharing it, so summing rows over tasks gives the broadcast once.
+Digital baselines (``digital_source``, ``digital_answer``): ``bytes_total`` is the information
+payload (file / UTF-8 bytes) and ``symbols_private`` the coded channel uses at the MCS chosen.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ METRIC_COLUMNS = [
     "same_scene_fraction",   # tasks whose scene (image) another user in the same batch also has
     "symbols_public",        # broadcast complex symbols, counted once
     "symbols_private",       # unicast complex symbols
-    "symbols_no_sharing",    # what unicasting every token would cost (tokens_total x c)
+    "symbols_no_sharing",    # what unicasting everything would cost (M4SC: tokens_total x c)
     "overhead_bits",         # side information (public-token maps)
     "bits_per_real",
     "bytes_total",
@@ -101,7 +103,10 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
         symbols_public = float(sum(r.symbols_public for r in records))
         symbols_private = int(sum(r.symbols_private for r in records))
         overhead = int(sum(r.overhead_bits for r in records))
-        bytes_total = (symbols_public + symbols_private) * 2 * bits_per_real / 8 + overhead / 8
+        if records[0].payload_bits is not None:  # digital: the information bytes the chain carried
+            bytes_total = sum(r.payload_bits for r in records) / 8
+        else:
+            bytes_total = (symbols_public + symbols_private) * 2 * bits_per_real / 8 + overhead / 8
         latency = np.array([r.latency_s for r in records])
         rows.append({
             "system": result.system,
@@ -128,7 +133,9 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             "same_scene_fraction": float(np.mean([r.same_scene for r in records])),
             "symbols_public": symbols_public,
             "symbols_private": symbols_private,
-            "symbols_no_sharing": tokens * symbols_per_token,
+            # With sharing off every system unicasts all it sends; only M4SC runs with sharing on.
+            "symbols_no_sharing": tokens * symbols_per_token if result.variant.enabled
+            else int(round(symbols_public)) + symbols_private,
             "overhead_bits": overhead,
             "bits_per_real": bits_per_real,
             "bytes_total": bytes_total,

@@ -15,6 +15,8 @@ Sections:
 - ``sharing``: semantic-sharing thresholds (and whether to also run without sharing).
 - ``resources``: the slot grid split between the broadcast and the unicast streams.
 - ``accounting``: ``bits_per_real`` for the byte count of analog symbols.
+- ``baselines``: the baseline checkpoints and the digital chains' link model (systems
+  ``deepsc``, ``deepsc_vqa``, ``digital_source``, ``digital_answer``).
 
 Units: SNR in dB (Es/N0 per complex symbol), powers in dBm, bandwidth in Hz, times in seconds,
 speeds in m/s, rates in tasks per second per user.
@@ -38,6 +40,7 @@ __all__ = [
     "SharingSection",
     "ResourceSection",
     "AccountingSection",
+    "BaselineSection",
     "SweepPoint",
     "SharingVariant",
     "TASKS",
@@ -217,6 +220,20 @@ class AccountingSection(_Strict):
     bits_per_real: int = Field(default=8, ge=1)
 
 
+class BaselineSection(_Strict):
+    """Settings of the baseline systems (:mod:`simulator.baselines.systems`)."""
+
+    deepsc_checkpoint: str | None = Field(default=None, description="DeepSC folder; None: the shipped deepsc_tiny")
+    deepsc_vqa_checkpoint: str | None = Field(
+        default=None, description="DeepSC-VQA folder; None: the shipped deepsc_vqa_tiny")
+    # Default: the PHY abstraction (Sionna's BLER tables; what system-level simulators use); "bits"
+    # decodes every LDPC code block, ~15x slower on a CPU, for link-level checks.
+    digital_link: Literal["bits", "abstraction"] = Field(
+        default="abstraction", description="abstraction: Sionna BLER tables; bits: LDPC-decode every code block")
+    digital_target_bler: float = Field(default=0.1, gt=0, lt=1, description="code-block error rate the MCS choice aims at")
+    digital_max_transmissions: int = Field(default=4, ge=1, description="ARQ: transmissions per code block at most")
+
+
 class SweepPoint(BaseModel):
     """One point of the sweep: an SNR (dB, ``snr_list``) or a transmit power (dBm, ``drop``)."""
 
@@ -260,6 +277,7 @@ class Scenario(_Strict):
     sharing: SharingSection = Field(default_factory=SharingSection)
     resources: ResourceSection = Field(default_factory=ResourceSection)
     accounting: AccountingSection = Field(default_factory=AccountingSection)
+    baselines: BaselineSection = Field(default_factory=BaselineSection)
 
     @field_validator("snr_db")
     @classmethod

@@ -225,40 +225,31 @@ def grid_columns(sweep: SweepFile) -> dict[str, Callable[[Any], Any]]:
 
 
 # ---- one point (runs in a Ray worker or in this process) ----------------------------------------
-_CODECS: dict[tuple, Any] = {}
-_CODEC_CACHE_SIZE = 2
+class ModelCache:
+    """Models loaded in this process, reused across sweep points (they are read-only during a
+    run): a worker loads each checkpoint once. Keyed by kind, folder, device and the weights'
+    modification time (a retrained checkpoint is loaded again); at most ``size`` kept."""
 
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._models: dict[tuple, Any] = {}
 
-def _weights_mtime(directory: Path) -> float:
-    try:
-        return (directory / "model.safetensors").stat().st_mtime
-    except OSError:
-        return -1.0
-
-
-@contextmanager
-def _reuse_codecs():
-    """While active, ``simulator.models.checkpoint.load_codec`` returns codecs already loaded in this
-    process (the codec is read-only during a run), so a worker loads each checkpoint once."""
-    import simulator.models.checkpoint as checkpoint
-
-    original = checkpoint.load_codec
-
-    def cached(directory, device="cpu"):
+    def get(self, kind: str, directory: str | Path, device, load: Callable[[], Any]) -> Any:
         path = Path(directory).resolve()
-        key = (str(path), str(device), _weights_mtime(path))
-        if key not in _CODECS:
-            codec = original(directory, device=device)
-            while len(_CODECS) >= _CODEC_CACHE_SIZE:
-                _CODECS.pop(next(iter(_CODECS)))
-            _CODECS[key] = codec
-        return _CODECS[key]
+        try:
+            mtime = (path / "model.safetensors").stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        key = (kind, str(path), str(device), mtime)
+        if key not in self._models:
+            model = load()
+            while len(self._models) >= self.size:
+                self._models.pop(next(iter(self._models)))
+            self._models[key] = model
+        return self._models[key]
 
-    checkpoint.load_codec = cached
-    try:
-        yield
-    finally:
-        checkpoint.load_codec = original
+
+_MODELS = ModelCache()
 
 
 def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
@@ -271,8 +262,8 @@ def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
 
     # _Setup only checks that its output folder is free; it is never created (the sweep writes parts).
     unused_out = Path(tempfile.gettempdir()) / f"m4sc-sweep-unused-{uuid.uuid4().hex}"
-    with _reuse_codecs():
-        setup = _Setup(argparse.Namespace(scenario=base, set=list(overrides), out=str(unused_out), json=False))
+    setup = _Setup(argparse.Namespace(scenario=base, set=list(overrides), out=str(unused_out), json=False),
+                   models=_MODELS)
     runner = setup.runner
     runner.prepare()
     rows = []

@@ -7,15 +7,18 @@ A system turns a batch of users' tasks into what goes on the air and what each u
 1. :meth:`System.encode` (SNR-independent; the engine caches it per batch),
 2. :meth:`System.plan` (what is broadcast once and what is unicast per user, for one sharing
    variant; also SNR-independent and cached) -> :class:`BatchPlan` with the accounting,
-3. :meth:`System.deliver` (channel + receiver at one sweep point) -> one :class:`Delivery` per user.
+3. :meth:`System.deliver` (channel + receiver at one sweep point, after the BS has allocated the
+   plan's payloads) -> one :class:`Delivery` per user.
 
 ``"m4sc"`` (:class:`M4SCSystem`) is the paper's system: the BS's MLLM generates each user's answer,
 the semantic comparator (:mod:`simulator.sharing`) splits the per-token semantic vectors into a
 public set (broadcast once, received by every user that needs it through its own channel) and
 private residues (unicast), the channel encoder maps each vector to ``c`` complex symbols
 (``Es = 1``), and each user's receiver (channel decoder + LM head) recombines and decodes.
-Baselines (DeepSC, DeepSC-VQA, digital chains) plug in by subclassing :class:`System` and adding a
-builder to :data:`SYSTEMS`.
+Baselines (:mod:`simulator.baselines.systems`: DeepSC, DeepSC-VQA, the digital chains) subclass
+:class:`System` and are registered in :data:`SYSTEMS`. A system serves only the task kinds in its
+``tasks`` (the engine gives it no others), and only a system with ``shares_semantics`` runs under
+the scenario's sharing thresholds (the others run once, as "sharing off").
 
 Physical-layer randomness: user ``u``'s unicast symbols draw fading and noise only from
 ``Link.unicast_streams[u]`` and its reception of the broadcast only from
@@ -40,7 +43,11 @@ if TYPE_CHECKING:
     from simulator.engine import Task
     from simulator.scenario import Scenario, SharingVariant
 
-__all__ = ["Link", "BatchPlan", "Delivery", "System", "SystemContext", "M4SCSystem", "SYSTEMS", "build_system"]
+__all__ = ["Link", "BatchPlan", "Delivery", "System", "SystemContext", "M4SCSystem", "SYSTEMS", "build_system",
+           "ALL_TASKS"]
+
+#: Every task kind (kept literal: :mod:`simulator.scenario` imports this module lazily).
+ALL_TASKS = ("vqa", "caption", "classify")
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,8 @@ class BatchPlan:
         tokens: output tokens of each row.
         public_tokens: of those, how many arrive through the broadcast.
         detail: system-specific state for :meth:`System.deliver`.
+        payload_bits: digital systems: each row's information bits (what the allocator is asked to
+            carry; the symbols it needs depend on the MCS it picks). None for analog systems.
     """
 
     broadcast_symbols: int
@@ -93,6 +102,7 @@ class BatchPlan:
     tokens: list[int]
     public_tokens: list[int]
     detail: Any = None
+    payload_bits: list[int] | None = None
 
 
 @dataclass
@@ -104,12 +114,17 @@ class Delivery:
         reference_prediction: the BS's own (noise-free) output text.
         token_accuracy: fraction of the BS's output tokens the user recovered (NaN if not token based).
         sequence_recovered: 1.0 if every token was recovered, else 0.0 (NaN if not token based).
+        retransmitted_symbols: complex symbols sent again after errors (digital ARQ), beyond the
+            first transmission the allocation covers.
+        retransmission_time_s: air time those retransmissions add.
     """
 
     prediction: str
     reference_prediction: str
     token_accuracy: float = math.nan
     sequence_recovered: float = math.nan
+    retransmitted_symbols: int = 0
+    retransmission_time_s: float = 0.0
 
 
 @dataclass
@@ -122,6 +137,12 @@ class SystemContext:
         load_image: ``filename -> [3, H, W]`` float32 in [0, 1] at the codec's image size.
         max_new_tokens: generation limit ``T`` (tokens per answer).
         device: torch device of the codec.
+        image_dir: folder of the task images (the digital source sends their files), or None.
+        symbols_per_token: the codec's ``c`` (complex symbols per token).
+        load_baseline: ``(kind, folder or None) -> model``: the baseline checkpoints (None: the
+            shipped one); callers may cache.
+        shared: objects that systems of one run share (e.g. the M4SC generation used by the
+            digital baselines), keyed by name.
     """
 
     scenario: "Scenario"
@@ -129,6 +150,10 @@ class SystemContext:
     load_image: Callable[[str], torch.Tensor]
     max_new_tokens: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    image_dir: Any = None
+    symbols_per_token: int = 0
+    load_baseline: Callable[[str, str | None], Any] | None = None
+    shared: dict = field(default_factory=dict)
 
 
 class System(ABC):
@@ -136,11 +161,19 @@ class System(ABC):
 
     Class attributes:
         name: registry name (the ``system`` column of the results).
-        payload_unit: ``"symbols"`` (analog: payloads in complex symbols) or ``"bits"`` (digital).
+        payload_unit: ``"symbols"`` (analog: payloads in complex symbols) or ``"bits"`` (digital:
+            :attr:`BatchPlan.payload_bits`; the allocator picks the MCS).
+        tasks: the task kinds this system serves.
+        shares_semantics: whether the plan depends on the sharing variant.
+        uses_mllm: whether :meth:`prepare` runs the run's MLLM (one generation per distinct task,
+            shared between the systems that use it).
     """
 
     name: ClassVar[str] = ""
     payload_unit: ClassVar[str] = "symbols"
+    tasks: ClassVar[tuple[str, ...]] = ALL_TASKS
+    shares_semantics: ClassVar[bool] = False
+    uses_mllm: ClassVar[bool] = False
 
     def prepare(self, tasks: list["Task"], on_progress: Callable[[int], None] | None = None) -> None:
         """Optionally precompute per-task, SNR-independent work for ``tasks`` (default: nothing)."""
@@ -154,12 +187,14 @@ class System(ABC):
         """Broadcast/unicast split and accounting of an encoded batch for one sharing variant."""
 
     @abstractmethod
-    def deliver(self, encoded: Any, plan: BatchPlan, users: list[int], link: Link) -> list[Delivery]:
-        """Transmit through ``link`` and decode; ``users[row]`` is row's scenario user index."""
+    def deliver(self, encoded: Any, plan: BatchPlan, users: list[int], link: Link, allocation=None) -> list[Delivery]:
+        """Transmit through ``link`` and decode; ``users[row]`` is row's scenario user index.
+        ``allocation``: the :class:`channels.allocation.Allocation` of this batch (its MCS per
+        stream in digital mode)."""
 
     def describe(self) -> dict:
         """Settings worth recording in the manifest."""
-        return {"name": self.name, "payload_unit": self.payload_unit}
+        return {"name": self.name, "payload_unit": self.payload_unit, "tasks": list(self.tasks)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,6 +226,8 @@ class M4SCSystem(System):
 
     name = "m4sc"
     payload_unit = "symbols"
+    shares_semantics = True
+    uses_mllm = True
 
     def __init__(self, codec, load_image: Callable[[str], torch.Tensor], max_new_tokens: int,
                  generation_batch_size: int = 32):
@@ -211,10 +248,19 @@ class M4SCSystem(System):
 
     @classmethod
     def build(cls, context: SystemContext) -> "M4SCSystem":
+        """The run's one M4SC instance (shared with the digital baselines, which reuse its outputs)."""
         if context.codec is None:
             raise ValueError("system 'm4sc' needs a codec checkpoint")
-        return cls(context.codec, context.load_image, context.max_new_tokens,
-                   context.scenario.model.generation_batch_size)
+        if "m4sc" not in context.shared:
+            context.shared["m4sc"] = cls(context.codec, context.load_image, context.max_new_tokens,
+                                         context.scenario.model.generation_batch_size)
+        return context.shared["m4sc"]
+
+    def output_text(self, task: "Task") -> str:
+        """The BS's (noise-free) output text for ``task``, generating it if needed."""
+        if task.task_id not in self._outputs:
+            self._generate([task])
+        return self._outputs[task.task_id][4]
 
     def describe(self) -> dict:
         return {**super().describe(), "symbols_per_token": self.symbols_per_token,
@@ -305,7 +351,8 @@ class M4SCSystem(System):
 
     # ---- 3. deliver --------------------------------------------------------------------------
     @torch.inference_mode()
-    def deliver(self, encoded: _EncodedBatch, plan: BatchPlan, users: list[int], link: Link) -> list[Delivery]:
+    def deliver(self, encoded: _EncodedBatch, plan: BatchPlan, users: list[int], link: Link,
+                allocation=None) -> list[Delivery]:
         from channels.flat import broadcast
         from simulator.sharing import recombine
 
@@ -348,9 +395,21 @@ class M4SCSystem(System):
         return deliveries
 
 
+def _baseline(class_name: str) -> Callable[[SystemContext], System]:
+    def build(context: SystemContext) -> System:
+        from simulator.baselines import systems
+
+        return getattr(systems, class_name).build(context)
+    return build
+
+
 #: ``system:`` name -> builder ``(SystemContext) -> System``.
 SYSTEMS: dict[str, Callable[[SystemContext], System]] = {
     "m4sc": M4SCSystem.build,
+    "deepsc": _baseline("DeepSCSystem"),
+    "deepsc_vqa": _baseline("DeepSCVQASystem"),
+    "digital_source": _baseline("DigitalSourceSystem"),
+    "digital_answer": _baseline("DigitalAnswerSystem"),
 }
 
 

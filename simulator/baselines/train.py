@@ -34,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.baselines.deepsc import (
+    CONFIG_FILE,
     DeepSC,
     DeepSCConfig,
     load_deepsc,
@@ -575,3 +576,69 @@ def evaluate_deepsc_vqa(model: DeepSCVQA | str | Path, images: torch.Tensor, que
                      "symbols_per_sample": mean_symbols})
         logger.info("deepsc_vqa %s %.1f dB: accuracy %.4f", channel_name, snr, accuracy)
     return rows
+
+
+# ---- model card ---------------------------------------------------------------------------------
+def write_baseline_card(config: DeepSCTrainConfig | DeepSCVQATrainConfig, command: str) -> Path:
+    """Write ``MODEL_CARD.md`` + ``model_card.json`` into ``out_dir/final`` from the run's
+    ``train_log.csv`` (steps, final loss, wall time summed over resumed segments) and ``eval.csv``."""
+    import csv
+    import json
+    import platform
+    from datetime import datetime, timezone
+
+    from simulator.training.model_card import git_commit
+
+    out_dir = Path(config.out_dir)
+    final = out_dir / "final"
+    log = list(csv.DictReader((out_dir / "train_log.csv").open()))
+    time_s, segment = 0.0, 0.0
+    for row in log:
+        elapsed = float(row["elapsed_s"])
+        if elapsed < segment:
+            time_s += segment
+        segment = elapsed
+    time_s += segment
+    losses = [float(row["loss"]) for row in log[-4:]]
+    evaluation = list(csv.DictReader((out_dir / "eval.csv").open())) if (out_dir / "eval.csv").is_file() else []
+    data = {"text_dir": config.text_dir, "text_subset": config.text_subset} if isinstance(config, DeepSCTrainConfig) \
+        else {"clevr_dir": config.clevr_dir, "image_size": config.image_size}
+    card = {
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": config.model,
+        "command": command,
+        "commit": git_commit(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "data": data,
+        "architecture": json.loads((final / CONFIG_FILE).read_text()) if (final / CONFIG_FILE).is_file() else {},
+        "training": {**config.training.model_dump(), "steps_done": int(log[-1]["step"]) if log else 0,
+                     "final_loss": round(sum(losses) / len(losses), 4) if losses else None,
+                     "time_s": round(time_s, 1)},
+        "scores": evaluation,
+    }
+    (final / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    title = {"deepsc": "DeepSC (Xie et al., IEEE TSP 2021)",
+             "deepsc_vqa": "DeepSC-VQA (Xie et al., IEEE JSAC 2022)"}[config.model]
+    training = card["training"]
+    lines = [f"# {title}, tiny", "",
+             f"Trained with `{command}` at commit `{card['commit']}` ({card['machine']}).", "",
+             "## Data", "", ", ".join(f"{k}: `{v}`" for k, v in data.items()) +
+             " (test scores on the held-out split, never used in training).", "",
+             "## Training", "",
+             f"{training['steps_done']} steps of {config.training.batch_size}, lr {config.training.lr}, SNR "
+             f"{config.training.snr_db[0]:g}..{config.training.snr_db[1]:g} dB over {', '.join(config.training.channels)} "
+             f"({config.training.equalizer}); final loss {training['final_loss']}; "
+             f"{training['time_s'] / 60:.1f} min wall.", "",
+             "## Scores", "", "| task | channel | snr_db | accuracy | bleu4 | samples | symbols per sample |",
+             "|---|---|---|---|---|---|---|"]
+    def cell(value: str, digits: int) -> str:
+        number = float(value)
+        return "-" if number != number else f"{number:.{digits}f}"
+
+    for row in evaluation:
+        snr = "noise-free" if row["channel"] == NOISE_FREE else row["snr_db"]
+        accuracy = "-" if row["task"] == "reconstruct" else cell(row["accuracy"], 3)
+        lines.append(f"| {row['task']} | {row['channel']} | {snr} | {accuracy} | {cell(row['bleu4'], 3)} | "
+                     f"{row['num_samples']} | {cell(row['symbols_per_sample'], 1)} |")
+    (final / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    return final / "MODEL_CARD.md"

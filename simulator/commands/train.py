@@ -77,7 +77,7 @@ def _init_distributed(config) -> bool:
 def _train_baseline(args, overrides: list[str]) -> int:
     import logging
 
-    from simulator.baselines.train import load_train_config, train_baseline
+    from simulator.baselines.train import load_train_config, train_baseline, write_baseline_card
     from simulator.errors import UserError
     from simulator.models.checkpoint import CheckpointError
 
@@ -89,5 +89,7 @@ def _train_baseline(args, overrides: list[str]) -> int:
         result = train_baseline(config, resume=args.resume, progress=True)
     except CheckpointError as err:
         raise UserError(str(err)) from None
-    print(f"trained {config.model}: {result}")
+    command = " ".join(["python -m simulator train", str(args.config)] + [f"--set {o}" for o in args.set])
+    card = write_baseline_card(config, command)
+    print(f"trained {config.model}: {result} (model card: {card})")
     return 0

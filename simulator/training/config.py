@@ -60,6 +60,7 @@ class StageConfig(_Strict):
     snr_db: tuple[float, float] = Field(default=(-5.0, 20.0), description="joint: SNR range in dB, uniform")
     channels: list[Literal["awgn", "rayleigh"]] = Field(default_factory=lambda: ["awgn", "rayleigh"])
     noise_free_weight: float = Field(default=0.5, ge=0, description="joint: weight of the noise-free LM loss")
+    object_weight: float = Field(default=0.0, ge=0, description="vision: weight of the per-patch scene-graph loss")
 
     @field_validator("tasks")
     @classmethod

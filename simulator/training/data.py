@@ -40,12 +40,32 @@ class TaskData:
         vqa: ``(image_row, question, answer, family)`` tuples.
         captions: ``(image_row, [references])`` tuples.
         classify: ``(text, label)`` tuples.
+        objects: per image row, the scene's objects as ``(x_px, y_px, depth, color, shape, size,
+            material)`` with pixel coordinates in the loaded ``[H, W]`` frame and attribute indices
+            into :mod:`simulator.data.attributes`' tuples (empty lists where no scene file exists).
     """
 
     images: torch.Tensor
     vqa: list[tuple[int, str, str, int]]
     captions: list[tuple[int, list[str]]]
     classify: list[tuple[str, str]]
+    objects: list[list[tuple[float, float, float, int, int, int, int]]] | None = None
+
+    def patch_targets(self, patch_size: int) -> torch.Tensor:
+        """Per-patch scene-graph labels ``[N, P, 4]`` int64 (colour, shape, size, material), P = (H/patch)^2.
+
+        The patch holding an object's centre gets that object's attributes + 1 (the nearest object
+        when two centres share a patch); every other patch is 0, "no object centre here". One
+        labelled patch per object, so a count is a count of labelled patches.
+        """
+        size = self.images.shape[-1]
+        grid = size // patch_size
+        targets = torch.zeros(len(self.images), grid * grid, 4, dtype=torch.int64)
+        for row, objects in enumerate(self.objects or []):
+            for x, y, _, *attributes in sorted(objects, key=lambda o: -o[2]):  # far first, near overwrites
+                col, line = min(int(x) // patch_size, grid - 1), min(int(y) // patch_size, grid - 1)
+                targets[row, line * grid + col] = torch.tensor(attributes) + 1
+        return targets
 
     def texts(self) -> list[str]:
         """Every text of the split (for the tokenizer and language-model pre-training)."""
@@ -112,13 +132,41 @@ def load_task_data(data_config, split: str) -> TaskData:
     vqa = [(row_of[q["image_filename"]], q["question"], str(q["answer"]), int(q.get("question_family_index") or 0))
            for q in vqa_set.questions if q.get("answer") is not None]
     captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_set.entries]
+    objects = _scene_objects(Path(data_config.clevr_dir), split, row_of, vqa_set.image_dir, size)
     classify: list[tuple[str, str]] = []
     if data_config.text_dir is not None:
         corpus = SentimentCorpusDataset(data_config.text_dir, split, data_config.text_subset)
         classify = [(s["text"], s["label"]) for s in corpus.samples]
     logger.info("%s: %d images, %d questions, %d captioned images, %d texts",
                 split, len(filenames), len(vqa), len(captions), len(classify))
-    return TaskData(images, vqa, captions, classify)
+    return TaskData(images, vqa, captions, classify, objects)
+
+
+def _scene_objects(root: Path, split: str, row_of: dict[str, int], image_dir: Path, size: int):
+    """Each image row's objects from ``scenes/CLEVR_<split>_scenes.json`` (None when absent)."""
+    import json
+
+    from PIL import Image
+
+    from simulator.data.attributes import COLORS, MATERIALS, SHAPES, SIZES
+
+    path = root / "scenes" / f"CLEVR_{split}_scenes.json"
+    if not path.is_file() or not row_of:
+        return None
+    with Image.open(image_dir / next(iter(row_of))) as first:
+        scale = size / first.size[0]  # pixel_coords are in the stored image's frame
+    objects: list[list] = [[] for _ in row_of]
+    try:
+        for scene in json.loads(path.read_text())["scenes"]:
+            row = row_of.get(scene["image_filename"])
+            if row is None:
+                continue
+            objects[row] = [(o["pixel_coords"][0] * scale, o["pixel_coords"][1] * scale, o["pixel_coords"][2],
+                             COLORS.index(o["color"]), SHAPES.index(o["shape"]), SIZES.index(o["size"]),
+                             MATERIALS.index(o["material"])) for o in scene["objects"]]
+    except (KeyError, ValueError, IndexError, TypeError) as err:
+        raise UserError(f"{path}: malformed scene ({err})") from None
+    return objects
 
 
 def task_weights(tasks: dict[str, float], data: TaskData) -> tuple[list[str], torch.Tensor]:

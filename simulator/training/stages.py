@@ -23,9 +23,14 @@ __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss"
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
 
+# Per-patch scene-graph classes: "no object centre" + each attribute value (simulator.data.attributes).
+OBJECT_CLASSES = (1 + 8, 1 + 3, 1 + 2, 1 + 2)  # colour, shape, size, material
+
+
 class SiglipTextTower(nn.Module):
-    """SigLIP's text side for stage 0: a ``SiglipTextModel`` plus the learnable logit scale and
-    bias of the sigmoid loss (initialised to log 10 and -10, as in the SigLIP paper)."""
+    """Stage 0's parts that are not in the codec: SigLIP's text side (a ``SiglipTextModel`` plus
+    the learnable logit scale and bias of the sigmoid loss, initialised to log 10 and -10 as in the
+    SigLIP paper) and a linear per-patch scene-graph head ``[B, P, D] -> [B, P, sum(OBJECT_CLASSES)]``."""
 
     def __init__(self, vocab_size: int, embed_dim: int, max_length: int = 40, hidden_size: int = 96,
                  num_layers: int = 2, num_heads: int = 4, pad_id: int = 0):
@@ -40,6 +45,7 @@ class SiglipTextTower(nn.Module):
         self.text = SiglipTextModel(config)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        self.object_head = nn.Linear(embed_dim, sum(OBJECT_CLASSES))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``[B, max_length]`` right-padded ids -> ``[B, embed_dim]`` pooled text embeddings."""
@@ -87,14 +93,26 @@ def _pixel_values(batch: dict, device) -> tuple[torch.Tensor | None, torch.Tenso
     return full, has_image
 
 
-def siglip_loss(model, text_tower: SiglipTextTower, images: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
-    """Sigmoid image-text loss: ``images [B, 3, H, W]`` uint8, ``caption_ids [B, L]`` (pair i matches i)."""
+def siglip_loss(model, text_tower: SiglipTextTower, images: torch.Tensor, caption_ids: torch.Tensor,
+                patch_targets: torch.Tensor | None = None, object_weight: float = 0.0) -> torch.Tensor:
+    """Sigmoid image-text loss: ``images [B, 3, H, W]`` uint8, ``caption_ids [B, L]`` (pair i matches i).
+
+    With ``object_weight > 0``, plus that weight x the per-patch scene-graph cross-entropy against
+    ``patch_targets [B, P, 4]`` (see ``TaskData.patch_targets``), summed over the four attributes.
+    """
     device = caption_ids.device
-    image_embeds = F.normalize(model.vision(pixel_values=to_pixel_values(images).to(device)).pooler_output, dim=-1)
+    output = model.vision(pixel_values=to_pixel_values(images).to(device))
+    image_embeds = F.normalize(output.pooler_output, dim=-1)
     text_embeds = F.normalize(text_tower(caption_ids), dim=-1)
     logits = image_embeds @ text_embeds.T * text_tower.logit_scale.exp() + text_tower.logit_bias
     labels = 2 * torch.eye(logits.shape[0], device=device) - 1
-    return -F.logsigmoid(labels * logits).sum() / logits.shape[0]
+    loss = -F.logsigmoid(labels * logits).sum() / logits.shape[0]
+    if object_weight > 0 and patch_targets is not None:
+        object_logits = text_tower.object_head(output.last_hidden_state).split(OBJECT_CLASSES, dim=-1)
+        targets = patch_targets.to(device)
+        loss = loss + object_weight * sum(F.cross_entropy(part.flatten(0, 1), targets[..., k].flatten())
+                                          for k, part in enumerate(object_logits))
+    return loss
 
 
 def lm_loss(model, batch: dict) -> torch.Tensor:

@@ -69,6 +69,7 @@ class Trainer:
         self.progress = progress and self.rank == 0
         self.out_dir = Path(config.out_dir)
         self.train_data: TaskData | None = None
+        self._patch_target_cache: torch.Tensor | None = None
 
     # ---- set-up ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -248,7 +249,11 @@ class Trainer:
                                   max_length=text_tower.max_length, return_tensors="pt")["input_ids"]
             # SigLIP pools the last position: right-pad so it always sees the whole caption.
             ids = _right_align_padding(ids, model.tokenizer.pad_token_id)
-            return stage_fns.siglip_loss(model, text_tower, torch.stack(images), ids.to(self.device))
+            targets = None
+            if stage.object_weight > 0:
+                targets = self._patch_targets(int(model.vision.config.patch_size))[rows]
+            return stage_fns.siglip_loss(model, text_tower, torch.stack(images), ids.to(self.device),
+                                         targets, stage.object_weight)
         if name == "lm":
             tasks = ("vqa", "caption", "classify")
             examples = [data.sample(tasks[int(torch.randint(3, (1,), generator=generator))], generator)
@@ -269,6 +274,15 @@ class Trainer:
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
         channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight)
+
+    def _patch_targets(self, patch_size: int) -> torch.Tensor:
+        """Per-caption-row patch labels ``[len(captions), P, 4]``, built once."""
+        if self._patch_target_cache is None:
+            if not self.train_data.objects:
+                raise UserError(f"stage vision: object_weight > 0 needs scene files in {self.config.data.clevr_dir}/scenes")
+            per_image = self.train_data.patch_targets(patch_size)
+            self._patch_target_cache = per_image[torch.tensor([row for row, _ in self.train_data.captions])]
+        return self._patch_target_cache
 
     def _save_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer, step: int) -> None:
         if self.rank != 0:  # every rank holds the same weights and optimizer state

@@ -73,6 +73,22 @@ def test_users_in_one_batch_do_not_leak(tiny_model):
     assert not torch.allclose(first.hidden[1, :steps], second.hidden[1, :steps], atol=1e-5)
 
 
+def test_batched_generation_equals_one_user_at_a_time(tiny_model):
+    """Pins the batching optimisation (all users' prompts left-padded into one forward): every
+    user's tokens, mask and semantic vectors are what a batch of one gives."""
+    transmitter = Transmitter(tiny_model)
+    images = _images()
+    has_image = torch.tensor([True, True, True, False])
+    batched = transmitter(PROMPTS, images, has_image, max_new_tokens=6)
+    for user, prompt in enumerate(PROMPTS):
+        alone = transmitter([prompt], images[user:user + 1], has_image[user:user + 1], max_new_tokens=6)
+        steps = int(alone.token_mask[0].sum())
+        assert int(batched.token_mask[user].sum()) == steps
+        assert torch.equal(batched.tokens[user, :steps], alone.tokens[0, :steps])
+        assert torch.allclose(batched.hidden[user, :steps], alone.hidden[0, :steps], atol=1e-4)
+        assert torch.allclose(batched.symbols[user, :steps], alone.symbols[0, :steps], atol=1e-4)
+
+
 def test_lora_training_leaves_base_weights_untouched(tiny_model):
     tiny_model.train()
     base_before = {n: p.detach().clone() for n, p in tiny_model.llm.named_parameters() if "lora_" not in n}

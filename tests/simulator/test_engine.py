@@ -51,7 +51,7 @@ class CountingSystem(System):
             public_tokens=[self.tokens if s else 0 for s in shared],
         )
 
-    def deliver(self, tasks, plan, users, link):
+    def deliver(self, tasks, plan, users, link, allocation=None):
         return [Delivery(t.references[0], t.references[0], 1.0, 1.0) for t in tasks]
 
 

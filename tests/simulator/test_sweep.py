@@ -172,7 +172,8 @@ def test_two_point_sweep_on_embedded_ray_leaves_no_ray_behind(write_sweep, tmp_p
     out = tmp_path / "out"
     began = time.perf_counter()
     assert main(["sweep", str(path), "--out", str(out), "--max-parallel", "2"]) == 0
-    assert time.perf_counter() - began < 60
+    # Not a speed test: Ray waits forever on a resource it cannot meet; ~10 s normally, 600 s = hung.
+    assert time.perf_counter() - began < 600
     assert not ray.is_initialized()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["ray"]["mode"] == "local" and manifest["ray"]["address"].startswith("127.0.0.1:")
@@ -196,5 +197,7 @@ def test_shipped_sweeps_validate(name):
     assert path.read_text().startswith("#")
     plan = plan_sweep(path, out=REPO_ROOT / "results" / "never-written")
     assert len(plan.points) == (18 if name == "fig5.yaml" else 15)
-    assert all(s.systems == ["m4sc"] for s in plan.scenarios)
+    expected = ["m4sc", "deepsc_vqa", "deepsc", "digital_source", "digital_answer"] if name == "fig5.yaml" \
+        else ["m4sc", "deepsc_vqa"]
+    assert all(s.systems == expected for s in plan.scenarios)
     assert not (REPO_ROOT / "results" / "never-written").exists()
