@@ -43,7 +43,10 @@ _KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "
 TASK_ORDER = ("vqa", "classify", "caption")
 _TASK_TITLES = {"vqa": "VQA", "classify": "Text classification", "caption": "Image captioning"}
 _SYSTEM_NAMES = {"m4sc": "M4SC", "deepsc": "DeepSC", "deepsc_vqa": "DeepSC-VQA", "deepsc-vqa": "DeepSC-VQA",
-                 "digital": "Digital (LDPC+QAM)"}
+                 "digital": "Digital (LDPC+QAM)", "digital_source": "Digital source (PNG+text, LDPC+QAM)",
+                 "digital_answer": "Digital answer (text, LDPC+QAM)"}
+#: Systems whose bytes are the information payload of a digital chain (not analog symbols).
+_DIGITAL_SYSTEMS = ("digital", "digital_source", "digital_answer")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
 
@@ -348,8 +351,9 @@ def draw_fig6(data: pd.DataFrame, snr_db: float | None = None, task: str | None 
     bits_text = "/".join(str(b) for b in bits) if bits else "?"
     tasks = stats["tasks_per_user"].dropna().round(6).unique()
     per_user = f"{tasks[0]:g} tasks per user" if len(tasks) == 1 else "tasks per user differ between points"
-    caption = (f"Bytes = analog symbols × 2 reals × {bits_text} bits / 8 + side information (public-token maps); "
-               f"1 kB = 1000 B. Sum over all tasks of a run ({', '.join(_task_order(rows['task']))}; {per_user})"
+    digital = "; digital chains: information bytes" if rows["system"].isin(_DIGITAL_SYSTEMS).any() else ""
+    caption = (f"Bytes = analog symbols × 2 reals × {bits_text} bits / 8 + side information (public-token maps)"
+               f"{digital}; 1 kB = 1000 B. Sum over all tasks of a run ({', '.join(_task_order(rows['task']))}; {per_user})"
                + (f"; mean ± std over {seeds} seeds." if seeds > 1 else "."))
     figure.supxlabel(textwrap.fill(caption, 110), fontsize=7.5)
     return figure, stats

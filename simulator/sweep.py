@@ -468,7 +468,9 @@ def ray_session(address: str | None, out: Path, resources: SweepResources):
             try:
                 context = ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             except Exception as err:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError ...
-                raise UserError(f"--address: cannot connect to Ray at {address}: {type(err).__name__}: {err}") from None
+                hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
+                    " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in this environment)"
+                raise UserError(f"--address: cannot connect to Ray at {address}: {type(err).__name__}: {err}{hint}") from None
             info = {"mode": "cluster", "address": address}
         else:
             gpus = _gpu_count() if resources.num_gpus > 0 else 0

@@ -39,15 +39,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from simulator.scenario import TASKS
+
 if TYPE_CHECKING:
     from simulator.engine import Task
     from simulator.scenario import Scenario, SharingVariant
 
-__all__ = ["Link", "BatchPlan", "Delivery", "System", "SystemContext", "M4SCSystem", "SYSTEMS", "build_system",
-           "ALL_TASKS"]
-
-#: Every task kind (kept literal: :mod:`simulator.scenario` imports this module lazily).
-ALL_TASKS = ("vqa", "caption", "classify")
+__all__ = ["Link", "BatchPlan", "Delivery", "System", "SystemContext", "M4SCSystem", "SYSTEMS", "build_system"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +169,7 @@ class System(ABC):
 
     name: ClassVar[str] = ""
     payload_unit: ClassVar[str] = "symbols"
-    tasks: ClassVar[tuple[str, ...]] = ALL_TASKS
+    tasks: ClassVar[tuple[str, ...]] = TASKS
     shares_semantics: ClassVar[bool] = False
     uses_mllm: ClassVar[bool] = False
 
