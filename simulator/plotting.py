@@ -340,7 +340,11 @@ def draw_fig6(data: pd.DataFrame, snr_db: float | None = None, task: str | None 
     ax.set_ylabel("transmitted data (kB)")
     ax.set_xticks(users)
     ax.set_xticklabels([str(int(u)) for u in users])
-    ax.set_ylim(bottom=0.0)
+    positive = stats["kB_mean"][stats["kB_mean"] > 0]
+    if len(positive) and positive.max() / positive.min() > 30:
+        ax.set_yscale("log")  # systems an order of magnitude apart: a linear axis flattens the small ones
+    else:
+        ax.set_ylim(bottom=0.0)
     ax.grid(True, alpha=0.3)
     seeds = int(stats["num_seeds"].max())
     title = f"Transmitted data vs number of users — SNR {snr:g} dB, channel: {_channel_text(stats['channel'])}"
