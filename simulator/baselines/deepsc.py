@@ -305,6 +305,25 @@ def load_model_weights(model: nn.Module, directory: str | Path, device: str | to
     model.load_state_dict(state)
 
 
+def load_model_folder(directory: str | Path, kind: str, config_cls, model_cls, device: str | torch.device = "cpu"):
+    """Build ``model_cls(config, tokenizer)`` from a :func:`save_model_folder` folder of ``kind`` (eval mode).
+
+    Raises:
+        BaselineCheckpointError: missing/corrupt files, another model's folder, or weights that do
+            not match ``config.json``.
+    """
+    data, tokenizer = read_model_folder(directory, kind)
+    try:
+        config = config_cls.from_dict(data)
+    except ValueError as err:
+        raise BaselineCheckpointError(f"{Path(directory) / CONFIG_FILE}: {err}") from None
+    if len(tokenizer) != config.vocab_size:
+        raise BaselineCheckpointError(f"{directory}: tokenizer has {len(tokenizer)} entries, config.json says vocab_size {config.vocab_size}")
+    model = model_cls(config, tokenizer).to(device)
+    load_model_weights(model, directory, device)
+    return model.eval()
+
+
 def config_from_dict(cls, data: dict, what: str):
     """Build the dataclass ``cls`` from ``data``; unknown keys and bad values raise ValueError."""
     known = {f.name for f in dataclasses.fields(cls)}
@@ -570,19 +589,5 @@ def save_deepsc(model: DeepSC, directory: str | Path) -> Path:
 
 
 def load_deepsc(directory: str | Path, device: str | torch.device = "cpu") -> DeepSC:
-    """Build a :class:`DeepSC` from a folder of :func:`save_deepsc` (eval mode).
-
-    Raises:
-        BaselineCheckpointError: missing/corrupt files, another model's folder, or weights that do
-            not match ``config.json``.
-    """
-    data, tokenizer = read_model_folder(directory, "deepsc")
-    try:
-        config = DeepSCConfig.from_dict(data)
-    except ValueError as err:
-        raise BaselineCheckpointError(f"{Path(directory) / CONFIG_FILE}: {err}") from None
-    if len(tokenizer) != config.vocab_size:
-        raise BaselineCheckpointError(f"{directory}: tokenizer has {len(tokenizer)} entries, config.json says vocab_size {config.vocab_size}")
-    model = DeepSC(config, tokenizer).to(device)
-    load_model_weights(model, directory, device)
-    return model.eval()
+    """Build a :class:`DeepSC` from a folder of :func:`save_deepsc` (eval mode; errors as :func:`load_model_folder`)."""
+    return load_model_folder(directory, "deepsc", DeepSCConfig, DeepSC, device)

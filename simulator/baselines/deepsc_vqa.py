@@ -30,18 +30,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from simulator.baselines.deepsc import (
-    CONFIG_FILE,
-    BaselineCheckpointError,
     DenseChannelDecoder,
     DenseChannelEncoder,
     SemanticTransmission,
     SinusoidalPositionalEncoding,
     config_from_dict,
     encode_words,
+    load_model_folder,
     masked_mean,
-    load_model_weights,
     pass_through_channel,
-    read_model_folder,
     save_model_folder,
     transformer_encoder,
 )
@@ -298,19 +295,6 @@ def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:
 
 
 def load_deepsc_vqa(directory: str | Path, device: str | torch.device = "cpu") -> DeepSCVQA:
-    """Build a :class:`DeepSCVQA` from a folder of :func:`save_deepsc_vqa` (eval mode).
-
-    Raises:
-        BaselineCheckpointError: missing/corrupt files, another model's folder, or weights that do
-            not match ``config.json``.
-    """
-    data, tokenizer = read_model_folder(directory, "deepsc_vqa")
-    try:
-        config = DeepSCVQAConfig.from_dict(data)
-    except ValueError as err:
-        raise BaselineCheckpointError(f"{Path(directory) / CONFIG_FILE}: {err}") from None
-    if len(tokenizer) != config.vocab_size:
-        raise BaselineCheckpointError(f"{directory}: tokenizer has {len(tokenizer)} entries, config.json says vocab_size {config.vocab_size}")
-    model = DeepSCVQA(config, tokenizer).to(device)
-    load_model_weights(model, directory, device)
-    return model.eval()
+    """Build a :class:`DeepSCVQA` from a folder of :func:`save_deepsc_vqa` (eval mode; errors as
+    :func:`simulator.baselines.deepsc.load_model_folder`)."""
+    return load_model_folder(directory, "deepsc_vqa", DeepSCVQAConfig, DeepSCVQA, device)
