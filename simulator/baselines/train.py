@@ -587,19 +587,12 @@ def write_baseline_card(config: DeepSCTrainConfig | DeepSCVQATrainConfig, comman
     import platform
     from datetime import datetime, timezone
 
-    from simulator.training.model_card import git_commit
+    from simulator.training.model_card import git_commit, stage_summary
 
     out_dir = Path(config.out_dir)
     final = out_dir / "final"
-    log = list(csv.DictReader((out_dir / "train_log.csv").open()))
-    time_s, segment = 0.0, 0.0
-    for row in log:
-        elapsed = float(row["elapsed_s"])
-        if elapsed < segment:
-            time_s += segment
-        segment = elapsed
-    time_s += segment
-    losses = [float(row["loss"]) for row in log[-4:]]
+    runs = stage_summary(out_dir / "train_log.csv", default_stage=config.model)
+    summary = runs[0] if runs else {"steps": 0, "final_loss": None, "time_s": 0.0}
     evaluation = list(csv.DictReader((out_dir / "eval.csv").open())) if (out_dir / "eval.csv").is_file() else []
     data = {"text_dir": config.text_dir, "text_subset": config.text_subset} if isinstance(config, DeepSCTrainConfig) \
         else {"clevr_dir": config.clevr_dir, "image_size": config.image_size}
@@ -611,9 +604,8 @@ def write_baseline_card(config: DeepSCTrainConfig | DeepSCVQATrainConfig, comman
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "data": data,
         "architecture": json.loads((final / CONFIG_FILE).read_text()) if (final / CONFIG_FILE).is_file() else {},
-        "training": {**config.training.model_dump(), "steps_done": int(log[-1]["step"]) if log else 0,
-                     "final_loss": round(sum(losses) / len(losses), 4) if losses else None,
-                     "time_s": round(time_s, 1)},
+        "training": {**config.training.model_dump(), "steps_done": summary["steps"],
+                     "final_loss": summary["final_loss"], "time_s": summary["time_s"]},
         "scores": evaluation,
     }
     (final / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")

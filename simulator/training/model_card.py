@@ -24,15 +24,16 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def stage_summary(log_path: str | Path) -> list[dict]:
+def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[dict]:
     """Per stage: steps, final loss (mean of the last 4 log rows), wall time in s, from ``train_log.csv``.
 
     ``elapsed_s`` restarts at 0 when a stage is resumed, so the time is summed over those segments.
+    A log without a ``stage`` column (the baselines' single-stage runs) is one stage, ``default_stage``.
     """
     out: dict[str, dict] = {}
     for row in csv.DictReader(Path(log_path).open()):
-        entry = out.setdefault(row["stage"], {"stage": row["stage"], "losses": [], "steps": 0,
-                                              "done_s": 0.0, "segment_s": 0.0})
+        stage = row.get("stage", default_stage)
+        entry = out.setdefault(stage, {"stage": stage, "losses": [], "steps": 0, "done_s": 0.0, "segment_s": 0.0})
         elapsed = float(row["elapsed_s"])
         if elapsed < entry["segment_s"]:
             entry["done_s"] += entry["segment_s"]
