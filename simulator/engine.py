@@ -571,10 +571,9 @@ class SweepRunner:
         from channels.allocation import ResourceAllocator
 
         resources = self.scenario.resources
-        if system.payload_unit == "symbols":
-            return ResourceAllocator(self.grid, self.scenario.num_users, mode="analog",
-                                     broadcast_share=resources.broadcast_share, pf_beta=resources.pf_beta)
-        return ResourceAllocator(self.grid, self.scenario.num_users, mode="digital",
+        mode = "analog" if system.payload_unit == "symbols" else "digital"
+        # target_bler: the digital MCS choice (unused in analog mode)
+        return ResourceAllocator(self.grid, self.scenario.num_users, mode=mode,
                                  broadcast_share=resources.broadcast_share, pf_beta=resources.pf_beta,
                                  target_bler=self.scenario.baselines.digital_target_bler)
 

@@ -314,7 +314,7 @@ class _DigitalSystem(System):
         for row, user in enumerate(users):
             ok, extra, rounds = self._send(encoded.payloads[row], allocation.unicast[user], user, link)
             # A round takes the whole band for this user's blocks (optimistic) and at least one slot.
-            slots = rounds + max(0, -(-extra // grid.re_per_slot) - rounds) if rounds else 0
+            slots = max(rounds, -(-extra // grid.re_per_slot))
             reference = encoded.reference_texts[row]
             deliveries.append(Delivery(prediction=reference if ok else "", reference_prediction=reference,
                                        retransmitted_symbols=extra, retransmission_time_s=slots * grid.slot_duration_s))
