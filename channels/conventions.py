@@ -23,7 +23,25 @@ __all__ = [
     "real_to_complex",
     "complex_to_real",
     "average_power",
+    "CHANNEL_DEVICE",
+    "sionna_on_cpu",
 ]
+
+CHANNEL_DEVICE = "cpu"
+
+
+def sionna_on_cpu():
+    """Sionna's global ``config``, its default device set to :data:`CHANNEL_DEVICE` (the CPU).
+
+    Sionna puts its blocks on ``cuda:0`` whenever a GPU is present. This package's channels run on
+    the CPU instead, wherever the MLLM runs: their draws come from CPU generators (the same numbers
+    on every machine for a seed), and they cost little next to the model (``python -m simulator
+    bench``). Called before any Sionna block of this package is built.
+    """
+    from sionna.phy import config
+
+    config.device = CHANNEL_DEVICE
+    return config
 
 
 def snr_db_to_no(snr_db: float | torch.Tensor, es: float = 1.0) -> torch.Tensor:

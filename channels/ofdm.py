@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from channels.conventions import sionna_on_cpu
 from channels.flat import EQUALIZERS, ChannelOutput, expand_noise
 from channels.randomness import Stream, complex_normal_per_user
 
@@ -116,6 +117,7 @@ def make_resource_grid(
     """
     from sionna.phy.ofdm import ResourceGrid
 
+    sionna_on_cpu()
     if num_ofdm_symbols < 1 or fft_size < 1:
         raise ValueError(f"resource grid needs num_ofdm_symbols >= 1 and fft_size >= 1, got {num_ofdm_symbols}, {fft_size}")
     pilots = [int(i) for i in pilot_ofdm_symbol_indices]
@@ -165,6 +167,8 @@ class OFDMChannel(nn.Module):
         from sionna.phy.channel import ApplyOFDMChannel
         from sionna.phy.mimo import StreamManagement
         from sionna.phy.ofdm import LMMSEEqualizer, LSChannelEstimator, ResourceGridMapper
+
+        sionna_on_cpu()
 
         if channel_estimation not in CHANNEL_ESTIMATIONS:
             raise ValueError(f"channel_estimation must be one of {', '.join(CHANNEL_ESTIMATIONS)}; got {channel_estimation!r}")

@@ -51,8 +51,10 @@ def complex_normal_per_user(shape: Sequence[int], stream: Stream, device: str | 
     """``CN(0, 1)`` samples of ``shape = [batch, num_users, ...]``, complex64, variance 1/2 per real."""
     from sionna.phy.utils import complex_normal
 
-    def draw(s, gen):
-        return complex_normal(s, device=device, generator=gen)
+    def draw(s, gen):  # on the generator's device (CPU generators: the same draws wherever x lives)
+        if gen is None:
+            return complex_normal(s, device=device)
+        return complex_normal(s, device=gen.device, generator=gen).to(device)
 
     return _per_user(draw, shape, stream)
 
@@ -63,6 +65,6 @@ def uniform_per_user(shape: Sequence[int], stream: Stream, device: str | torch.d
 
     def draw(s, gen):
         gen = gen if gen is not None else config.torch_rng(str(device))
-        return torch.rand(s, generator=gen, device=device)
+        return torch.rand(s, generator=gen, device=gen.device).to(device)
 
     return _per_user(draw, shape, stream)

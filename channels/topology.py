@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from channels.conventions import sionna_on_cpu
 from channels.ofdm import OFDMChannel, _check_positive, single_antenna, sionna_generator
 
 __all__ = [
@@ -149,6 +150,7 @@ def _system_level_model(scenario: str, carrier_frequency: float, large_scale: bo
     """Sionna UMi/UMa model, downlink, one omnidirectional antenna per side."""
     from sionna.phy.channel.tr38901 import UMa, UMi
 
+    sionna_on_cpu()
     cls = UMi if scenario == "umi" else UMa
     return cls(
         carrier_frequency=carrier_frequency,
@@ -186,9 +188,9 @@ def drop_users(
     Returns:
         :class:`Drop`; deterministic for a given generator state.
     """
-    from sionna.phy import config
     from sionna.phy.channel import gen_single_sector_topology
 
+    config = sionna_on_cpu()
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}; got {scenario!r}")
     if not isinstance(num_users, int) or num_users < 1:

@@ -17,19 +17,42 @@ import time
 
 import torch
 
-__all__ = ["matmul_flops_per_s", "PipelineBench"]
+__all__ = ["matmul_flops_per_s", "copy_bytes_per_s", "PipelineBench", "TransmitterBench"]
 
 
-def matmul_flops_per_s(size: int = 1024, repeats: int = 10) -> float:
-    """Best fp32 matmul throughput (FLOP/s) over ``repeats`` products of two ``size x size`` matrices."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops_per_s(size: int = 1024, repeats: int = 10, device="cpu", dtype=torch.float32) -> float:
+    """Best matmul throughput (FLOP/s) over ``repeats`` products of two random ``size x size`` matrices."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)
+    _synchronize(device)
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        _synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best
+
+
+def copy_bytes_per_s(num_bytes: int = 1 << 30, repeats: int = 5, device="cpu") -> float:
+    """Best device-memory bandwidth (bytes read + written per second) of one large tensor copy."""
+    source = torch.randn(num_bytes // 4, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    _synchronize(device)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target.copy_(source)
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.numel() * 4 / best
 
 
 class PipelineBench:
@@ -38,17 +61,19 @@ class PipelineBench:
     Args:
         checkpoint: codec folder (None: the shipped one).
         num_tasks: distinct tasks to cycle through (user ``u`` gets task ``u mod num_tasks``).
+        device: where the codec runs; the comparator and the channels run on the CPU, as in ``run``.
     """
 
     def __init__(self, checkpoint=None, num_tasks: int = 256, threshold: float = 0.95, snr_db: float = 10.0,
-                 generation_batch_size: int | None = None):
+                 generation_batch_size: int | None = None, device="cpu"):
         from simulator.data.templates import render_prompt
         from simulator.evaluation import default_checkpoint, load_eval_samples
         from simulator.models.checkpoint import load_codec
         from simulator.models.transceiver import Receiver, Transmitter
         from simulator.sharing import SemanticComparator
 
-        self.model = load_codec(checkpoint or default_checkpoint())
+        self.device = torch.device(device)
+        self.model = load_codec(checkpoint or default_checkpoint(), device=str(self.device))
         self.transmitter, self.receiver = Transmitter(self.model), Receiver.from_model(self.model)
         self.comparator = SemanticComparator(threshold)
         self.snr_db = snr_db
@@ -62,7 +87,7 @@ class PipelineBench:
         self.prompts = [render_prompt("vqa", s.input_text, "", instruction) for s in samples]
         size = int(self.model.vision.config.image_size)
         self.images = torch.stack([torch.nn.functional.interpolate(s.image[None], size=(size, size))[0]
-                                   if s.image.shape[-1] != size else s.image for s in samples]) * 2 - 1
+                                   if s.image.shape[-1] != size else s.image for s in samples]).to(self.device) * 2 - 1
         self.answers = [s.references[0] for s in samples]
 
     @torch.inference_mode()
@@ -90,13 +115,13 @@ class PipelineBench:
                           user_generators(seed, num_users, 0)).x_hat.reshape(num_users, num_tokens, c)
         public = torch.zeros(num_users, 0, c, dtype=private.dtype)
         if plan.num_public:
-            public_symbols = self.model.channel_encoder(plan.public_vectors).reshape(1, -1)
+            public_symbols = self.model.channel_encoder(plan.public_vectors.to(self.device)).cpu().reshape(1, -1)
             public = channel(broadcast(public_symbols, num_users), no,
                              user_generators(seed, num_users, 1)).x_hat.reshape(num_users, plan.num_public, c)
         times["channel_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         received = recombine(public, private, plan)
-        _, texts = self.receiver(received, sent.token_mask)
+        _, texts = self.receiver(received.to(self.device), sent.token_mask.to(self.device))
         times["receiver_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         accuracy = vqa_accuracy(texts, [self.answers[r] for r in rows])
@@ -120,7 +145,7 @@ class PipelineBench:
             filler = tensor.new_full((tensor.shape[0], extra, *tensor.shape[2:]), value)
             return torch.cat([tensor, filler], dim=1)
 
-        return Transmission(*(torch.cat([pad(getattr(p, name)) for p in parts])
+        return Transmission(*(torch.cat([pad(getattr(p, name).cpu()) for p in parts])
                               for name in ("tokens", "token_mask", "hidden", "symbols")))
 
     def forward_flops(self, num_users: int) -> float:
@@ -131,3 +156,82 @@ class PipelineBench:
         with counter:
             self.run(num_users)
         return float(counter.get_total_flops())
+
+
+class TransmitterBench:
+    """Times the BS transmitter alone (vision + projector + LLM generation + channel encoder).
+
+    For the ``paper`` profile without a checkpoint the weights are random: no pretrained SigLIP or
+    Gemma installs offline, and speed does not depend on the weights' values, only on the shapes.
+    Every pass decodes exactly ``max_new_tokens`` steps (EOS ignored), so all passes do the same work.
+
+    Args:
+        profile: codec profile used when ``checkpoint`` is None (``tiny`` then means the shipped codec).
+        checkpoint: codec folder to time instead.
+        device: torch device; dtype: weight dtype (bf16 is what a GPU user serves the paper profile in).
+    """
+
+    def __init__(self, profile: str = "paper", checkpoint=None, device="cpu", dtype=torch.float32,
+                 max_new_tokens: int | None = None):
+        from simulator.data.templates import render_prompt
+        from simulator.evaluation import default_checkpoint
+        from simulator.models.checkpoint import load_codec
+        from simulator.models.config import profile_config
+        from simulator.models.mllm import M4SCModel
+        from simulator.models.transceiver import Transmitter
+
+        self.device, self.dtype = torch.device(device), dtype
+        shipped = load_codec(default_checkpoint())
+        if checkpoint is not None or profile == "tiny":
+            self.model = load_codec(checkpoint or default_checkpoint(), device=str(self.device))
+        else:
+            # The shipped word-level tokenizer stands in for Gemma's: prompt lengths are alike, and
+            # its ids are valid in any larger vocabulary.
+            previous = torch.get_default_dtype()
+            torch.set_default_dtype(dtype)
+            try:
+                with self.device:
+                    self.model = M4SCModel(profile_config(profile), shipped.tokenizer)
+            finally:
+                torch.set_default_dtype(previous)
+        self.model = self.model.to(dtype).eval()
+        self.transmitter = Transmitter(self.model)
+        self.max_new_tokens = max_new_tokens or self.model.config.max_new_tokens
+        instruction = shipped.config.instructions.get("vqa")
+        self.prompt = render_prompt("vqa", "What colour is the large cube behind the small sphere?", "", instruction)
+        self.image_size = int(self.model.vision.config.image_size)
+
+    def parameter_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def _pass(self, batch_size: int, images: torch.Tensor) -> None:
+        sent = self.transmitter([self.prompt] * batch_size, images, max_new_tokens=self.max_new_tokens,
+                                stop_at_eos=False)
+        sent.symbols.sum().item()  # waits for the device
+
+    @torch.inference_mode()
+    def run(self, batch_size: int, repeats: int = 3) -> dict[str, float]:
+        """Median of ``repeats`` timed passes after one warm-up; seconds, FLOPs and memory of one pass."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        generator = torch.Generator(device="cpu").manual_seed(batch_size)
+        images = (torch.rand(batch_size, 3, self.image_size, self.image_size, generator=generator) * 2 - 1)
+        images = images.to(self.device, self.dtype)
+        self._pass(batch_size, images)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self._pass(batch_size, images)
+            times.append(time.perf_counter() - start)
+        row = {"seconds": sorted(times)[len(times) // 2], "batch_size": batch_size, "new_tokens": self.max_new_tokens}
+        if self.device.type == "cuda":
+            row["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self._pass(batch_size, images)
+        row["flops"] = float(counter.get_total_flops())
+        row["samples_per_s"] = batch_size / row["seconds"]
+        row["tokens_per_s"] = batch_size * self.max_new_tokens / row["seconds"]
+        return row

@@ -10,6 +10,13 @@ Sections:
 - ``channels``: complex symbols per second through AWGN, block Rayleigh and TDL-OFDM (8 users);
 - ``help_s``: start-up time of ``python -m simulator --help``.
 ``--channels`` runs the channel section only.
+
+``--transmitter`` runs only the BS transmitter (vision + projector + LLM generation + channel
+encoder) of a profile (``--profile paper``: SigLIP-so400m + Gemma-2-2B shapes with random weights,
+since no pretrained weights install offline) at several batch sizes, with its FLOP bound (FLOPs
+run / measured matmul rate in the same dtype) and weight-streaming bound (weight bytes read per
+decode step / measured copy bandwidth): decoding a 2.6 B-parameter model at small batches is
+limited by memory, not arithmetic. ``--device`` picks the device once, here, for every section.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--channels", action="store_true", help="only the channel-throughput section")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier, faster)")
     parser.add_argument("--num-users", type=int, default=8, help="users for the channel section (default 8)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    parser.add_argument("--transmitter", action="store_true", help="only the transmitter section (see --profile)")
+    parser.add_argument("--profile", default="paper", choices=("paper", "tiny"),
+                        help="transmitter section: codec shapes (default paper, random weights; tiny = shipped codec)")
+    parser.add_argument("--checkpoint", default=None, help="transmitter section: a codec folder instead of --profile")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="transmitter section: weight dtype (auto: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument("--batch-sizes", default="1,8,64", help="transmitter section: comma-separated (default 1,8,64)")
 
 
 def measure_help_seconds(repeats: int = 3) -> float:
@@ -68,11 +83,11 @@ def peak_memory_mb(script: str = _PEAK_MEMORY_SCRIPT) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
-def measure_pipeline(quick: bool) -> dict:
+def measure_pipeline(quick: bool, device="cpu") -> dict:
     """The pipeline section and its top-level figures."""
     from simulator.benchmark import PipelineBench, matmul_flops_per_s
 
-    bench = PipelineBench(num_tasks=256)
+    bench = PipelineBench(num_tasks=256, device=device)
     bench.run(8)  # warm-up: lazy imports, allocator, first-call kernels
     repeats = 1 if quick else 3
     passes = {}
@@ -80,7 +95,7 @@ def measure_pipeline(quick: bool) -> dict:
         runs = [bench.run(users) for _ in range(repeats if users <= 64 else 1)]
         passes[str(users)] = min(runs, key=lambda r: r["total_s"])
     flops = bench.forward_flops(64)
-    machine = matmul_flops_per_s()
+    machine = matmul_flops_per_s(device=device)
     bound_s = flops / machine
     return {
         "throughput_samples_per_s": 8 / passes["8"]["total_s"],
@@ -98,14 +113,94 @@ def measure_pipeline(quick: bool) -> dict:
     }
 
 
+def measure_transmitter(profile: str, checkpoint, device, dtype, batch_sizes: list[int], quick: bool) -> dict:
+    """The transmitter section: one row per batch size, plus the machine's two ceilings."""
+    from simulator.benchmark import TransmitterBench, copy_bytes_per_s, matmul_flops_per_s
+
+    bench = TransmitterBench(profile, checkpoint, device=device, dtype=dtype)
+    on_gpu = torch_device_type(device) == "cuda"
+    peak_flops = matmul_flops_per_s(size=8192 if on_gpu else 1024, device=device, dtype=dtype)
+    bandwidth = copy_bytes_per_s(num_bytes=(1 << 31) if on_gpu else (1 << 28), device=device)
+    weight_bytes = bench.parameter_bytes()
+    rows = {}
+    for batch in batch_sizes:
+        row = bench.run(batch, repeats=1 if quick else 3)
+        row["flop_bound_fraction"] = row["flops"] / peak_flops / row["seconds"]
+        row["weight_stream_bound_fraction"] = weight_bytes * row["new_tokens"] / bandwidth / row["seconds"]
+        rows[str(batch)] = row
+    return {
+        "profile": "checkpoint" if checkpoint else profile,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "device": str(device),
+        "device_name": __import__("torch").cuda.get_device_name(device) if on_gpu else "cpu",
+        "dtype": str(dtype).replace("torch.", ""),
+        "parameters": sum(p.numel() for p in bench.model.parameters()),
+        "weight_bytes": weight_bytes,
+        "matmul_flop_per_s": peak_flops,
+        "copy_bytes_per_s": bandwidth,
+        "batches": rows,
+        "units": "seconds per pass (median), flops per pass, samples/s, generated tokens/s, MB",
+    }
+
+
+def torch_device_type(device) -> str:
+    import torch
+
+    return torch.device(device).type
+
+
+def _resolve_device(choice: str):
+    """The one device of this run (``auto``: CUDA when present); UserError when it cannot be had."""
+    import torch
+
+    from simulator.errors import UserError
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(choice)
+    except RuntimeError:
+        raise UserError(f"--device: unknown device {choice!r} (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device: cuda requested but no CUDA device is available")
+    return device
+
+
 def main(args) -> int:
     from simulator.errors import UserError
 
     if args.num_users < 1:
         raise UserError(f"--num-users must be >= 1, got {args.num_users}")
-    report: dict = {"unit_note": "rates are wall-clock on this machine; SNR irrelevant to speed"}
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--batch-sizes: expected comma-separated integers, got {args.batch_sizes!r}") from None
+    if any(b < 1 for b in batch_sizes):
+        raise UserError(f"--batch-sizes: each must be >= 1, got {args.batch_sizes!r}")
+    device = _resolve_device(args.device)
+    if args.transmitter:
+        import torch
+
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
+            args.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32)
+        report = {"transmitter": measure_transmitter(args.profile, args.checkpoint, device, dtype, batch_sizes, args.quick)}
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
+        section = report["transmitter"]
+        print(f"transmitter, {section['profile']} profile, {section['parameters'] / 1e6:.0f} M parameters, "
+              f"{section['dtype']} on {section['device_name']}, {section['batches'][str(batch_sizes[0])]['new_tokens']} "
+              "new tokens per sample:")
+        print(f"  {'batch':>6} {'s/pass':>8} {'samples/s':>10} {'tokens/s':>10} {'FLOP bound':>11} {'weight bound':>13}")
+        for batch, row in section["batches"].items():
+            print(f"  {batch:>6} {row['seconds']:8.3f} {row['samples_per_s']:10.1f} {row['tokens_per_s']:10.0f} "
+                  f"{100 * row['flop_bound_fraction']:10.1f}% {100 * row['weight_stream_bound_fraction']:12.1f}%")
+        print(f"  machine: {section['matmul_flop_per_s'] / 1e12:.1f} TFLOP/s matmul ({section['dtype']}), "
+              f"{section['copy_bytes_per_s'] / 1e9:.0f} GB/s copy")
+        return 0
+    report: dict = {"unit_note": "rates are wall-clock on this machine; SNR irrelevant to speed", "device": str(device)}
     if not args.channels:
-        report.update(measure_pipeline(args.quick))
+        report.update(measure_pipeline(args.quick, device))
     report["channels"] = measure_channels(args.num_users, args.quick)
     if not args.channels:
         report["help_s"] = measure_help_seconds(1 if args.quick else 3)

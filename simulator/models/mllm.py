@@ -185,13 +185,14 @@ class M4SCModel(nn.Module):
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
-                 max_new_tokens: int | None = None, use_cache: bool = True) -> Generation:
+                 max_new_tokens: int | None = None, use_cache: bool = True, stop_at_eos: bool = True) -> Generation:
         """Greedy decoding, batched over users, with a KV cache (``use_cache=False``: full recompute).
 
         Shapes as in :meth:`build_inputs`; returns a :class:`Generation` with ``T = max_new_tokens``.
+        ``stop_at_eos=False`` always decodes ``max_new_tokens`` steps (benchmarks: a fixed amount of work).
         """
         max_new_tokens = max_new_tokens or self.config.max_new_tokens
-        eos_id = self.tokenizer.eos_token_id if self.tokenizer is not None else None
+        eos_id = self.tokenizer.eos_token_id if self.tokenizer is not None and stop_at_eos else None
         embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image)
         embed_tokens = self.base_llm.get_input_embeddings()
         batch = embeds.shape[0]

@@ -50,20 +50,23 @@ class Transmitter(nn.Module):
 
     @torch.inference_mode()
     def forward(self, prompts: list[str], pixel_values: torch.Tensor | None = None,
-                has_image: torch.Tensor | None = None, max_new_tokens: int | None = None) -> Transmission:
+                has_image: torch.Tensor | None = None, max_new_tokens: int | None = None,
+                stop_at_eos: bool = True) -> Transmission:
         """Encode a batch of users' tasks.
 
         Args:
             prompts: ``batch`` rendered instruction prompts.
             pixel_values: ``[batch, 3, H, W]`` images (None if no task has one).
             has_image: ``[batch]`` bool, which samples use their image.
+            stop_at_eos: False decodes ``max_new_tokens`` steps whatever the tokens (benchmarks).
         """
         device = next(self.model.parameters()).device
         input_ids, attention_mask = self.model.tokenize(prompts, device)
         if pixel_values is not None:
             pixel_values = pixel_values.to(device)
             has_image = None if has_image is None else has_image.to(device)
-        generation = self.model.generate(input_ids, attention_mask, pixel_values, has_image, max_new_tokens)
+        generation = self.model.generate(input_ids, attention_mask, pixel_values, has_image, max_new_tokens,
+                                         stop_at_eos=stop_at_eos)
         symbols = self.model.channel_encoder(generation.hidden)
         symbols = symbols * generation.token_mask.unsqueeze(-1)
         return Transmission(generation.tokens, generation.token_mask, generation.hidden, symbols)

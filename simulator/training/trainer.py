@@ -185,6 +185,11 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=stage.steps, initial=start, desc=f"stage {name}", unit="step", dynamic_ncols=True)
+        # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
+        # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
+        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        autocast_dtype = autocast_dtype if self.device.type == "cuda" else None
+        scaler = torch.amp.GradScaler("cuda") if autocast_dtype is torch.float16 else None
         window_start, window_samples = time.perf_counter(), 0
         t0 = time.perf_counter()
         for step in range(start, stage.steps):
@@ -196,13 +201,21 @@ class Trainer:
                 # Rank r of W takes micro-batches r, W + r, ...: W ranks x A micro-batches equal
                 # one process with W x A micro-batches.
                 generator = batch_generator(self.config.seed, name, step, micro * self.world_size + self.rank)
-                loss = self._loss(name, stage, model, text_tower, collator, names, probabilities, generator)
-                (loss / stage.grad_accum).backward()
+                with torch.autocast("cuda", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+                    loss = self._loss(name, stage, model, text_tower, collator, names, probabilities, generator)
+                scaled = loss / stage.grad_accum
+                (scaler.scale(scaled) if scaler else scaled).backward()
                 total += float(loss.detach()) / stage.grad_accum
             if self.world_size > 1:
                 total = _average_gradients(params, total, self.world_size)
+            if scaler:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             window_samples += stage.batch_size * stage.grad_accum * self.world_size
             done = step + 1

@@ -37,6 +37,9 @@ def test_help_lists_every_command(run_cli):
         (["ber", "--channel", "awgn", "--modulation", "qpsk", "--snr-db", "nan"], "finite"),
         (["ber", "--channel", "awgn", "--modulation", "qpsk", "--snr-db", "1", "--num-bits", "-3"], "positive"),
         (["no-such-command"], "invalid choice"),
+        (["bench", "--transmitter", "--batch-sizes", "1,x"], "--batch-sizes"),
+        (["bench", "--transmitter", "--batch-sizes", "0"], "--batch-sizes"),
+        (["bench", "--device", "tpu"], "--device"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(run_cli, args, fragment):
