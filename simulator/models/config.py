@@ -72,6 +72,8 @@ class CodecConfig:
         vision_path / llm_path: local directories with pretrained weights (``paper`` profile).
         instructions: per-task instruction texts the codec was trained with (task -> text); empty
             means the paper's texts (``simulator.data.templates``). Inference must use the same.
+        ignore_images: the question-only baseline: the LLM never sees the visual tokens, so its
+            answers come from the text alone (what the issue's VQA target is measured against).
     """
 
     profile: str = "tiny"
@@ -84,6 +86,7 @@ class CodecConfig:
     vision_path: str | None = None
     llm_path: str | None = None
     instructions: dict[str, str] = field(default_factory=dict)
+    ignore_images: bool = False
 
     def __post_init__(self):
         if isinstance(self.projector, dict):

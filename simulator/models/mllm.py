@@ -145,10 +145,10 @@ class M4SCModel(nn.Module):
 
         Returns:
             ``inputs_embeds [batch, P + L, d]``, ``attention_mask [batch, P + L]``,
-            ``position_ids [batch, P + L]`` (P = 0 when no image is given).
+            ``position_ids [batch, P + L]`` (P = 0 when no image is given, or ``config.ignore_images``).
         """
         text = self.base_llm.get_input_embeddings()(input_ids)
-        if pixel_values is None:
+        if pixel_values is None or self.config.ignore_images:
             embeds, mask = text, attention_mask
         else:
             batch = input_ids.shape[0]

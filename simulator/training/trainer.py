@@ -137,6 +137,9 @@ class Trainer:
             if not (previous / "config.json").is_file():
                 raise UserError(f"stage {names[0]} starts from {previous}, which does not exist: run the earlier stages first")
             model = load_codec(previous, str(self.device))
+            # What the model sees, not its shapes: a question-only run may start from any stage.
+            if "ignore_images" in self.config.codec:
+                model.config.ignore_images = bool(self.config.codec["ignore_images"])
         else:
             model = self.fresh_model()
         result = None

@@ -136,3 +136,22 @@ def test_projector_switch(tokenizer, kind):
     assert type(model.projector).__name__ == ("KANProjector" if kind == "kan" else "MLPProjector")
     out = model.encode_images(_images(batch=2))
     assert out.shape == (2, config.num_image_tokens, config.hidden_size)
+
+
+def test_question_only_codec_answers_the_same_whatever_the_image(tokenizer):
+    from simulator.models.mllm import M4SCModel
+    from tests.models.conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = M4SCModel(tiny_config(ignore_images=True), tokenizer).eval()
+    ids, mask = model.tokenize(PROMPTS)
+    embeds, full_mask, _ = model.build_inputs(ids, mask, _images(seed=1))
+    assert embeds.shape[1] == ids.shape[1]  # no visual slots at all
+    first = model.generate(ids, mask, _images(seed=1), max_new_tokens=5)
+    second = model.generate(ids, mask, _images(seed=2), max_new_tokens=5)
+    blank = model.generate(ids, mask, None, max_new_tokens=5)
+    assert torch.equal(first.tokens, second.tokens) and torch.equal(first.tokens, blank.tokens)
+    assert torch.allclose(first.hidden, blank.hidden, atol=1e-6)
+    model.config.ignore_images = False  # the same weights with images: the visual tokens matter
+    seeing = model.generate(ids, mask, _images(seed=1), max_new_tokens=5)
+    assert not torch.allclose(seeing.hidden, first.hidden, atol=1e-3)

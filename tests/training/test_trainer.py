@@ -116,3 +116,15 @@ def test_model_card_sums_wall_time_over_resumed_segments(tmp_path):
     summary = {row["stage"]: row for row in stage_summary(log)}
     assert summary["lm"] == {"stage": "lm", "steps": 4, "final_loss": 2.5, "time_s": 18.0}
     assert summary["joint"]["time_s"] == 2.0
+
+
+def test_question_only_run_can_start_from_an_earlier_stage(tiny_data, tmp_path):
+    from simulator.models.checkpoint import read_codec_config
+
+    for stage in ("vision", "lm", "align"):  # stages 0-1 with images
+        Trainer(make_config(tiny_data, tmp_path, steps=1)).run(stage)
+    config = make_config(tiny_data, tmp_path, steps=1)
+    config = config.model_copy(update={"codec": {**config.codec, "ignore_images": True}})
+    final = Trainer(config).run("instruct")
+    assert read_codec_config(final).ignore_images
+    assert not read_codec_config(tmp_path / "stage1_align" / "final").ignore_images
