@@ -11,9 +11,10 @@ Matching vectors of >= 2 users form one public vector (their mean), broadcast on
 vector stays private (unicast to its user). ``threshold >= 1`` turns sharing off: nothing merges,
 no side information is sent, and the result equals the no-sharing system exactly.
 
-Cost: vectors are grouped by token (a hash, linear), and inside a group each vector is compared
-with the group's cluster leaders only (one matmul per group), so the work grows with
-``users x tokens x leaders-per-token`` rather than with all pairs.
+Cost: vectors are grouped by token (a sort, linear), and inside a group each cluster leader is
+compared with the group's unassigned vectors in one matrix-vector product, so the work grows with
+``users x tokens x leaders-per-token`` rather than with all pairs, and the Python loop runs once
+per cluster, not once per token.
 
 Side information (counted as transmitted bits): when the broadcast stream is non-empty, each user
 gets a 1-bit public/private flag per token and, for each public token, the index of its public
@@ -95,33 +96,19 @@ class SemanticComparator:
         stds = vectors.std(-1).clamp_min(1e-12)
 
         cluster_of = torch.full((positions.numel(),), -1, dtype=torch.long)
-        leaders: list[int] = []
+        num_clusters = 0
         order = torch.argsort(flat_tokens, stable=True)
         sorted_tokens = flat_tokens[order]
         boundaries = torch.nonzero(sorted_tokens[1:] != sorted_tokens[:-1]).squeeze(-1) + 1
         for group in torch.tensor_split(order, boundaries.tolist()):
             if group.numel() < 2:
                 continue
-            group_leaders: list[int] = []
-            for member in group.tolist():
-                if group_leaders:
-                    lead = torch.tensor(group_leaders)
-                    match = (unit[lead] @ unit[member] >= self.threshold)
-                    match &= (means[lead] - means[member]).abs() <= self.stat_tolerance * stds[lead]
-                    match &= (log_vars[lead] - log_vars[member]).abs() <= self.stat_tolerance
-                    hits = match.nonzero()
-                    if hits.numel():
-                        cluster_of[member] = cluster_of[lead[hits[0, 0]]]
-                        continue
-                cluster_of[member] = len(leaders)
-                leaders.append(member)
-                group_leaders.append(member)
+            num_clusters = self._cluster_group(group, unit, means, stds, log_vars, cluster_of, num_clusters)
 
         # A cluster is public only if it spans >= 2 distinct users.
         assigned = cluster_of >= 0
         cluster_ids = cluster_of[assigned]
         users = flat_user[positions][assigned]
-        num_clusters = len(leaders)
         user_sets = torch.zeros(num_clusters, num_users, dtype=torch.bool)
         user_sets[cluster_ids, users] = True
         users_per_cluster = user_sets.sum(-1)
@@ -147,6 +134,30 @@ class SemanticComparator:
         overhead = token_mask.sum(-1).cpu() + (public_index >= 0).sum(-1).cpu() * index_bits
         return SharingPlan(public_vectors, public_index, private_mask, overhead.long(),
                            users_per_cluster[is_public])
+
+    def _cluster_group(self, group, unit, means, stds, log_vars, cluster_of, num_clusters: int) -> int:
+        """Leader clustering of one token's vectors (``group``: their indices, in user order).
+
+        Greedy in order: a vector joins the first earlier leader it matches, else leads a new
+        cluster. Equivalently, and vectorised over the members: the first unassigned vector leads,
+        every later unassigned vector that matches it joins; repeat. Each pass takes one leader and
+        all its members at once, so the loop runs once per cluster, not once per token.
+        Writes ``cluster_of`` in place; returns the new cluster count.
+        """
+        unassigned = torch.ones(group.numel(), dtype=torch.bool)
+        while bool(unassigned.any()):
+            first = int(unassigned.nonzero()[0, 0])
+            lead = group[first]
+            candidates = group[first:]
+            match = unit[candidates] @ unit[lead] >= self.threshold
+            match &= (means[lead] - means[candidates]).abs() <= self.stat_tolerance * stds[lead]
+            match &= (log_vars[lead] - log_vars[candidates]).abs() <= self.stat_tolerance
+            match &= unassigned[first:]
+            match[0] = True  # the leader itself, whatever rounding says about its self-similarity
+            cluster_of[candidates[match]] = num_clusters
+            unassigned[first:] &= ~match
+            num_clusters += 1
+        return num_clusters
 
 
 def recombine(public_received: torch.Tensor, private_received: torch.Tensor, plan: SharingPlan) -> torch.Tensor:

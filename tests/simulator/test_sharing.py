@@ -94,3 +94,46 @@ def test_side_information_bits_grow_with_public_count():
 def test_threshold_outside_unit_interval(bad):
     with pytest.raises(ValueError, match="threshold"):
         SemanticComparator(threshold=bad)
+
+
+def _greedy_reference(hidden, token_mask, tokens, threshold, tol):
+    """Public/private split of the plain per-vector greedy loop (the definition), for comparison."""
+    flat = hidden.reshape(-1, hidden.shape[-1]).float()
+    valid = token_mask.reshape(-1).nonzero().squeeze(-1).tolist()
+    leaders, cluster_of = [], {}
+    for i in valid:  # in user order, as the comparator
+        v = flat[i]
+        for c, lead in enumerate(leaders):
+            u = flat[lead]
+            if (int(tokens.reshape(-1)[lead]) == int(tokens.reshape(-1)[i])
+                    and float(torch.nn.functional.cosine_similarity(u, v, dim=0)) >= threshold
+                    and abs(float(u.mean() - v.mean())) <= tol * float(u.std())
+                    and abs(float(u.var().log() - v.var().log())) <= tol):
+                cluster_of[i] = c
+                break
+        else:
+            cluster_of[i] = len(leaders)
+            leaders.append(i)
+    num_tokens = hidden.shape[1]
+    users_of = {}
+    for i, c in cluster_of.items():
+        users_of.setdefault(c, set()).add(i // num_tokens)
+    return {i for i, c in cluster_of.items() if len(users_of[c]) >= 2}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_clustering_equals_the_greedy_definition(seed):
+    generator = torch.Generator().manual_seed(seed)
+    num_users, num_tokens, d = 24, 6, 16
+    centres = torch.randn(5, d, generator=generator)
+    pick = torch.randint(5, (num_users, num_tokens), generator=generator)
+    noise = torch.randn(num_users, num_tokens, d, generator=generator)
+    spread = torch.rand(num_users, num_tokens, 1, generator=generator) * 0.6  # some merge, some do not
+    hidden = centres[pick] + spread * noise
+    tokens = pick % 3  # several clusters share a token, so groups hold several leaders
+    mask = torch.rand(num_users, num_tokens, generator=generator) > 0.1
+    plan = SemanticComparator(threshold=0.9, stat_tolerance=0.3)(hidden, mask, tokens)
+    expected = _greedy_reference(hidden, mask, tokens, 0.9, 0.3)
+    got = set(plan.public_mask.reshape(-1).nonzero().squeeze(-1).tolist())
+    assert got == expected and len(expected) > 0
+    assert plan.num_public >= 2
