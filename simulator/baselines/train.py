@@ -42,6 +42,7 @@ from simulator.baselines.deepsc import (
     save_deepsc,
 )
 from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig, load_deepsc_vqa, save_deepsc_vqa
+from simulator.device import resolve_device
 from simulator.errors import UserError
 from simulator.training.run_files import append_csv_row, drop_csv_rows, write_dir_atomically
 
@@ -194,12 +195,6 @@ def train_baseline(config: DeepSCTrainConfig | DeepSCVQATrainConfig, resume: boo
 
 
 # ---- shared loop --------------------------------------------------------------------------------
-
-
-def _resolve_device(choice: str) -> torch.device:
-    from simulator.training.trainer import resolve_device
-
-    return resolve_device(choice)
 
 
 def _make_channels(names: Sequence[str], equalizer: str) -> dict[str, torch.nn.Module]:
@@ -364,7 +359,7 @@ def train_deepsc(config: DeepSCTrainConfig, resume: bool = False, progress: bool
         torch.set_num_threads(config.num_threads)
     final = _already_trained(config)
     if final is None:
-        device = _resolve_device(config.device)
+        device = resolve_device(config.device)
         samples = _sentiment_samples(config.text_dir, config.text_subset, "train")
         tokenizer = _tokenizer(Path(config.out_dir), [t for t, _ in samples], config.tokenizer_vocab_size)
         labels = tuple(sorted({label for _, label in samples}))
@@ -395,7 +390,7 @@ def train_deepsc(config: DeepSCTrainConfig, resume: bool = False, progress: bool
         evaluation = config.evaluation
         samples = _sentiment_samples(config.text_dir, config.text_subset, evaluation.split)
         tasks = ["classify"] + (["reconstruct"] if config.reconstruction_weight > 0 else [])
-        rows = evaluate_deepsc(load_deepsc(final, _resolve_device(config.device)), samples[: evaluation.max_samples],
+        rows = evaluate_deepsc(load_deepsc(final, resolve_device(config.device)), samples[: evaluation.max_samples],
                                evaluation.snr_db, evaluation.channels, evaluation.noise_free, evaluation.equalizer,
                                evaluation.seed, evaluation.batch_size, tasks)
         write_eval_csv(rows, Path(config.out_dir) / "eval.csv")
@@ -494,7 +489,7 @@ def train_deepsc_vqa(config: DeepSCVQATrainConfig, resume: bool = False, progres
         torch.set_num_threads(config.num_threads)
     final = _already_trained(config)
     if final is None:
-        device = _resolve_device(config.device)
+        device = resolve_device(config.device)
         data = _vqa_data(config, "train")
         tokenizer = _tokenizer(Path(config.out_dir), [q for _, q, _, _ in data.vqa], config.tokenizer_vocab_size)
         answers = tuple(sorted({a for _, _, a, _ in data.vqa}))
@@ -522,7 +517,7 @@ def train_deepsc_vqa(config: DeepSCVQATrainConfig, resume: bool = False, progres
     if config.evaluation is not None:
         evaluation = config.evaluation
         data = _vqa_data(config, evaluation.split)
-        rows = evaluate_deepsc_vqa(load_deepsc_vqa(final, _resolve_device(config.device)), data.images,
+        rows = evaluate_deepsc_vqa(load_deepsc_vqa(final, resolve_device(config.device)), data.images,
                                    data.vqa[: evaluation.max_samples], evaluation.snr_db, evaluation.channels,
                                    evaluation.noise_free, evaluation.equalizer, evaluation.seed, evaluation.batch_size)
         write_eval_csv(rows, Path(config.out_dir) / "eval.csv")

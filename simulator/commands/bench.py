@@ -149,23 +149,6 @@ def torch_device_type(device) -> str:
     return torch.device(device).type
 
 
-def _resolve_device(choice: str):
-    """The one device of this run (``auto``: CUDA when present); UserError when it cannot be had."""
-    import torch
-
-    from simulator.errors import UserError
-
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(choice)
-    except RuntimeError:
-        raise UserError(f"--device: unknown device {choice!r} (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device: cuda requested but no CUDA device is available")
-    return device
-
-
 def main(args) -> int:
     from simulator.errors import UserError
 
@@ -177,7 +160,9 @@ def main(args) -> int:
         raise UserError(f"--batch-sizes: expected comma-separated integers, got {args.batch_sizes!r}") from None
     if any(b < 1 for b in batch_sizes):
         raise UserError(f"--batch-sizes: each must be >= 1, got {args.batch_sizes!r}")
-    device = _resolve_device(args.device)
+    from simulator.device import resolve_device
+
+    device = resolve_device(args.device, "--device")
     if args.transmitter:
         import torch
 

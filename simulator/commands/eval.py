@@ -35,6 +35,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the channel draws")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto (CUDA when present)")
     parser.add_argument("--json", action="store_true", help="print JSON only: one object per SNR")
 
 
@@ -50,9 +51,12 @@ def main(args) -> int:
     from simulator.evaluation import default_checkpoint, evaluate, load_eval_samples
     from simulator.models.checkpoint import CheckpointError, load_codec
 
+    from simulator.device import resolve_device
+
+    device = resolve_device(args.device, "--device")
     path = args.checkpoint or default_checkpoint()
     try:
-        model = load_codec(path)
+        model = load_codec(path, device=str(device))
     except CheckpointError as err:
         raise UserError(str(err)) from None
     torch.manual_seed(args.seed)

@@ -47,18 +47,6 @@ def _checkpoint_dir(value: str | None) -> Path:
     return path.resolve()
 
 
-def _device(choice: str):
-    import torch
-
-    from simulator.errors import UserError
-
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("model.device: cuda requested but no CUDA device is available")
-    return torch.device(choice)
-
-
 def _load_baseline(kind: str, folder: str | None, device, cached=None):
     """A baseline checkpoint (``kind`` deepsc / deepsc_vqa; None: the shipped one); UserError naming the field."""
     from simulator.baselines import BaselineCheckpointError, load_deepsc, load_deepsc_vqa
@@ -111,7 +99,9 @@ class _Setup:
         self.checkpoint = _checkpoint_dir(scenario.model.checkpoint)
         if scenario.num_threads is not None:
             torch.set_num_threads(scenario.num_threads)
-        device = _device(scenario.model.device)
+        from simulator.device import resolve_device
+
+        device = resolve_device(scenario.model.device, "model.device")
         self.models = models
         try:
             self.codec = self._cached("m4sc", self.checkpoint, device,

@@ -25,24 +25,17 @@ from simulator.errors import UserError
 from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
 from simulator.training.run_files import append_csv_row, drop_csv_rows, write_dir_atomically
+from simulator.device import resolve_device
 from simulator.training.data import TaskData, batch_generator, ensure_data, load_task_data, task_weights
 from simulator.training import stages as stage_fns
 
-__all__ = ["Trainer", "resolve_device"]
+__all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
 TOWER_FILE = "siglip_text_tower.safetensors"
 LOG_COLUMNS = ("stage", "step", "loss", "lr", "samples_per_s", "elapsed_s")
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: cuda requested but no CUDA device is available")
-    return torch.device(choice)
 
 
 def cosine_lr(step: int, stage: StageConfig) -> float:

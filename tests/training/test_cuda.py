@@ -64,3 +64,17 @@ def test_transmitter_on_cuda_sends_the_cpu_tokens():
     same = sum(a == b for a, b in zip(texts["cpu"], texts["cuda"]))
     assert same >= 15  # fp32 on both; kernel order may flip a rare near-tie
     torch.testing.assert_close(sent["cuda"].symbols.cpu()[:, :1], sent["cpu"].symbols[:, :1], rtol=1e-2, atol=1e-2)
+
+
+def test_eval_and_run_commands_on_cuda(run_cli, tmp_path):
+    import json
+
+    result = run_cli("eval", "--task", "vqa", "--num-samples", "64", "--snr-db", "inf", "0", "--device", "cuda", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert 0.2 < rows[0]["accuracy_bs"] <= 1 and rows[1]["accuracy"] <= rows[0]["accuracy"] + 0.05
+    result = run_cli("run", "scenarios/vqa_8users.yaml", "--out", str(tmp_path / "run"), "--set", "model.device=cuda",
+                     "--set", "snr_db=[0,20]", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {row["system"] for row in summary} == {"m4sc", "deepsc_vqa", "digital_source", "digital_answer"}
