@@ -182,8 +182,10 @@ class TransmitterBench:
 
         self.device, self.dtype = torch.device(device), dtype
         shipped = load_codec(default_checkpoint())
-        if checkpoint is not None or profile == "tiny":
-            self.model = load_codec(checkpoint or default_checkpoint(), device=str(self.device))
+        if checkpoint is not None:
+            self.model = load_codec(checkpoint, device=str(self.device))
+        elif profile == "tiny":
+            self.model = shipped.to(self.device)
         else:
             # The shipped word-level tokenizer stands in for Gemma's: prompt lengths are alike, and
             # its ids are valid in any larger vocabulary.

@@ -15,8 +15,9 @@ Sections:
 encoder) of a profile (``--profile paper``: SigLIP-so400m + Gemma-2-2B shapes with random weights,
 since no pretrained weights install offline) at several batch sizes, with its FLOP bound (FLOPs
 run / measured matmul rate in the same dtype) and weight-streaming bound (weight bytes read per
-decode step / measured copy bandwidth): decoding a 2.6 B-parameter model at small batches is
-limited by memory, not arithmetic. ``--device`` picks the device once, here, for every section.
+decode step / measured copy bandwidth; small-batch decoding of a 2.6 B-parameter model would be
+memory-bound if kernel launches were free). ``--device`` picks the device once, here, for every
+section.
 """
 
 from __future__ import annotations
@@ -115,10 +116,12 @@ def measure_pipeline(quick: bool, device="cpu") -> dict:
 
 def measure_transmitter(profile: str, checkpoint, device, dtype, batch_sizes: list[int], quick: bool) -> dict:
     """The transmitter section: one row per batch size, plus the machine's two ceilings."""
+    import torch
+
     from simulator.benchmark import TransmitterBench, copy_bytes_per_s, matmul_flops_per_s
 
     bench = TransmitterBench(profile, checkpoint, device=device, dtype=dtype)
-    on_gpu = torch_device_type(device) == "cuda"
+    on_gpu = torch.device(device).type == "cuda"
     peak_flops = matmul_flops_per_s(size=8192 if on_gpu else 1024, device=device, dtype=dtype)
     bandwidth = copy_bytes_per_s(num_bytes=(1 << 31) if on_gpu else (1 << 28), device=device)
     weight_bytes = bench.parameter_bytes()
@@ -132,7 +135,7 @@ def measure_transmitter(profile: str, checkpoint, device, dtype, batch_sizes: li
         "profile": "checkpoint" if checkpoint else profile,
         "checkpoint": str(checkpoint) if checkpoint else None,
         "device": str(device),
-        "device_name": __import__("torch").cuda.get_device_name(device) if on_gpu else "cpu",
+        "device_name": torch.cuda.get_device_name(device) if on_gpu else "cpu",
         "dtype": str(dtype).replace("torch.", ""),
         "parameters": sum(p.numel() for p in bench.model.parameters()),
         "weight_bytes": weight_bytes,
@@ -141,12 +144,6 @@ def measure_transmitter(profile: str, checkpoint, device, dtype, batch_sizes: li
         "batches": rows,
         "units": "seconds per pass (median), flops per pass, samples/s, generated tokens/s, MB",
     }
-
-
-def torch_device_type(device) -> str:
-    import torch
-
-    return torch.device(device).type
 
 
 def main(args) -> int:
