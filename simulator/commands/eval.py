@@ -48,10 +48,9 @@ def main(args) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     import torch
 
+    from simulator.device import resolve_device
     from simulator.evaluation import default_checkpoint, evaluate, load_eval_samples
     from simulator.models.checkpoint import CheckpointError, load_codec
-
-    from simulator.device import resolve_device
 
     device = resolve_device(args.device, "--device")
     path = args.checkpoint or default_checkpoint()
