@@ -482,16 +482,14 @@ def resolve_clevr_dir(data, split: str) -> Path:
         if not root.is_dir():
             raise UserError(f"data.clevr_dir: folder not found: {root}")
         return root
-    from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
+    from simulator.evaluation import ensure_eval_set
 
     root = Path(data.cache_dir).expanduser() if data.cache_dir else \
         Path.home() / ".cache" / "m4sc" / f"clevr-eval-{data.generator_seed}-{data.num_images}"
     if not (root / "questions" / f"CLEVR_{split}_questions.json").is_file():
         logger.info("generating %d CLEVR-like test images (seed %d) into %s", data.num_images, data.generator_seed, root)
         try:
-            generate_clevr(root, GeneratorConfig(num_images=data.num_images, seed=data.generator_seed,
-                                                 split_fractions=(0.0, 0.0, 1.0)),
-                          overwrite=data.cache_dir is None)  # our own cache: redo a partial one
+            ensure_eval_set(root, data.generator_seed, data.num_images, own_cache=data.cache_dir is None)
         except UserError as err:
             raise UserError(f"data.cache_dir: cannot generate the eval set in {root}: {err}") from None
     return root

@@ -18,7 +18,7 @@ import torch
 from simulator.errors import UserError
 from simulator.scenario import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
 
-__all__ = ["EvalSample", "load_eval_samples", "evaluate", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
+__all__ = ["ensure_eval_set", "EvalSample", "load_eval_samples", "evaluate", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
 
 # Test data is generated with a seed that training never uses.
 EVAL_DATA_SEED = 12345
@@ -44,13 +44,45 @@ class EvalSample:
 
 def default_eval_clevr_dir(num_images: int = 300) -> Path:
     """A CLEVR-like test set generated with :data:`EVAL_DATA_SEED` into the user cache (made once)."""
+    root = Path.home() / ".cache" / "m4sc" / f"clevr-eval-{EVAL_DATA_SEED}-{num_images}"
+    ensure_eval_set(root, EVAL_DATA_SEED, num_images)
+    return root
+
+
+def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = True) -> None:
+    """Generate a test-only CLEVR-like set into ``root`` unless it is there already.
+
+    Safe when several processes ask at once (sweep workers on a fresh machine): each writes a
+    private temporary folder and renames it into place; the first rename wins and the others
+    discard theirs, so a reader never sees a half-written set. A partial folder in our own cache
+    (``own_cache``) is replaced; a user's folder (``data.cache_dir``) is filled in place.
+    """
+    import os
+    import shutil
+    import uuid
+
     from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
 
-    root = Path.home() / ".cache" / "m4sc" / f"clevr-eval-{EVAL_DATA_SEED}-{num_images}"
-    if not (root / "questions" / "CLEVR_test_questions.json").is_file():
-        generate_clevr(root, GeneratorConfig(num_images=num_images, seed=EVAL_DATA_SEED,
-                                             split_fractions=(0.0, 0.0, 1.0), workers=2), overwrite=True)
-    return root
+    marker = root / "questions" / "CLEVR_test_questions.json"
+    if marker.is_file():
+        return
+    config = GeneratorConfig(num_images=num_images, seed=seed, split_fractions=(0.0, 0.0, 1.0))
+    if root.exists() and not own_cache:
+        generate_clevr(root, config)
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.with_name(f".{root.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        generate_clevr(tmp, config, overwrite=True)
+        if root.exists() and not marker.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a partial set left by an older version or a kill
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not marker.is_file():  # not another process's complete set: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None = None, split: str = "test",
