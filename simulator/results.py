@@ -7,7 +7,8 @@
   file and ``os.replace``, so it is always a complete, readable table of the points finished;
 - ``config.yaml``: the scenario as run, every default and derived value resolved;
 - ``manifest.json``: status (``running`` / ``complete`` / ``interrupted`` / ``failed``), versions,
-  git commit, seed, checkpoint hash, points done, timings. Also replaced atomically.
+  git commit, seed, checkpoint hash, points done, timings, host and pid (a `running` manifest whose
+  process is gone was killed). Also replaced atomically.
 
 Accounting (analog semantics): symbols are complex channel uses; ``bytes = symbols x 2 reals x
 bits_per_real / 8``; ``bytes_total = bytes(symbols_public + symbols_private) + overhead_bits / 8``.
@@ -249,7 +250,9 @@ class RunDirectory:
         atomic_write_bytes(self.path / self.CONFIG, text.encode("utf-8"))
         self.manifest = {"status": "running", "started_unix": round(self._started, 3), **manifest,
                          "points_done": 0, "rows": 0, "git_commit": _git_commit(), "versions": code_versions(),
-                         "platform": platform.platform()}
+                         "platform": platform.platform(),
+                         # a "running" manifest whose process is gone was killed (kill -9, power loss)
+                         "host": platform.node(), "pid": os.getpid()}
         self._write_manifest()
 
     def add_rows(self, rows: list[dict]) -> None:

@@ -3,6 +3,7 @@ same metrics, threshold 1.0 == sharing off row by row, sharing saves bytes on id
 Ctrl-C keeps a valid partial result, Poisson traffic over a UMi drop."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -45,6 +46,7 @@ def test_outputs_columns_config_and_manifest(finished_runs):
     assert manifest["status"] == "complete" and manifest["points_done"] == 2 and manifest["rows"] == 6
     assert manifest["seed"] == 7 and len(manifest["checkpoint_sha256"]) == 64
     assert manifest["bits_per_real"] == 8 and "torch" in manifest["versions"]
+    assert manifest["pid"] == os.getpid() and manifest["host"]  # run in-process here
 
     rows = json.loads(printed)  # --json printed the summary rows and nothing else
     assert len(rows) == 6 and set(rows[0]) == set(COLUMNS)
