@@ -580,7 +580,7 @@ def run_sweep(plan: SweepPlan, *, use_ray: bool, address: str | None = None, res
                 "started_unix": round(started, 3), "points_total": len(plan.points), "points_skipped": len(skipped),
                 "grid_keys": list(sweep.grid), "set": sweep.set_, "resources": sweep.resources.model_dump(),
                 "max_parallel": max_parallel, "ray": None, "git_commit": _git_commit(), "versions": code_versions(),
-                "platform": platform.platform()}
+                "platform": platform.platform(), "host": platform.node(), "pid": os.getpid()}
     directory.start(dump)
 
     def record(outcome: dict) -> None:
