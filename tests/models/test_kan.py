@@ -54,3 +54,14 @@ def test_paper_width_parameter_count():
         layer2 = KANLayer(2304, 2304)
     count = sum(p.numel() for layer in (layer1, layer2) for p in layer.parameters())
     assert 79.0e6 < count < 80.0e6
+
+
+def test_in_place_inference_basis_equals_the_autograd_one_bit_for_bit():
+    knots = uniform_knots(5, 3, (-2.0, 2.0))
+    x = torch.randn(64, 96, generator=torch.Generator().manual_seed(0)) * 1.5
+    with_grad = bspline_basis(x.clone().requires_grad_(), knots, 3)
+    assert with_grad.requires_grad
+    with torch.inference_mode():
+        fast = bspline_basis(x, knots, 3)
+    assert torch.equal(fast, with_grad.detach())
+    assert torch.allclose(fast.sum(-1)[(x > -2) & (x < 2)], torch.tensor(1.0))  # partition of unity on the grid
