@@ -44,20 +44,21 @@ def bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Ten
     """
     x = x.unsqueeze(-1)
     basis = ((x >= knots[:-1]) & (x < knots[1:])).to(x.dtype)
-    # Without autograd the same operations run in place: identical values, and a third of the
-    # temporaries of ``[N, in, G+k]`` (the projector is elementwise-bound at inference).
-    in_place = not (torch.is_grad_enabled() and (x.requires_grad or knots.requires_grad))
-    for level in range(1, order + 1):
-        left = (x - knots[: -(level + 1)])
-        right = (knots[level + 1:] - x)
-        if in_place:
-            left.div_(knots[level:-1] - knots[: -(level + 1)]).mul_(basis[..., :-1])
-            right.div_(knots[level + 1:] - knots[1:-level]).mul_(basis[..., 1:])
-            basis = left.add_(right)
-        else:
-            left = left / (knots[level:-1] - knots[: -(level + 1)])
-            right = right / (knots[level + 1:] - knots[1:-level])
+    if torch.is_grad_enabled() and (x.requires_grad or knots.requires_grad):
+        for level in range(1, order + 1):
+            left = (x - knots[: -(level + 1)]) / (knots[level:-1] - knots[: -(level + 1)])
+            right = (knots[level + 1:] - x) / (knots[level + 1:] - knots[1:-level])
             basis = left * basis[..., :-1] + right * basis[..., 1:]
+        return basis
+    # Inference (the projector is elementwise-bound there): the same values bit for bit, with one
+    # subtraction for all levels and the rest in place. ``k - x == -(x - k)`` and
+    # ``(-a) / (-b) == a / b`` hold exactly in IEEE arithmetic, so ``right`` divides ``x - k`` by
+    # the negated denominator.
+    offsets = x - knots  # [..., in, num_knots]
+    for level in range(1, order + 1):
+        left = (offsets[..., : -(level + 1)] / (knots[level:-1] - knots[: -(level + 1)])).mul_(basis[..., :-1])
+        right = (offsets[..., level + 1:] / (knots[1:-level] - knots[level + 1:])).mul_(basis[..., 1:])
+        basis = left.add_(right)
     return basis
 
 
