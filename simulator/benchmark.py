@@ -25,34 +25,31 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_flops_per_s(size: int = 1024, repeats: int = 10, device="cpu", dtype=torch.float32) -> float:
-    """Best matmul throughput (FLOP/s) over ``repeats`` products of two random ``size x size`` matrices."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    torch.mm(a, b)
+def _best_seconds(work, repeats: int, device) -> float:
+    """Fastest of ``repeats`` timed calls of ``work()`` after one warm-up, waiting for the device each time."""
+    work()
     _synchronize(device)
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.mm(a, b)
+        work()
         _synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
+    return best
+
+
+def matmul_flops_per_s(size: int = 1024, repeats: int = 10, device="cpu", dtype=torch.float32) -> float:
+    """Best matmul throughput (FLOP/s) over ``repeats`` products of two random ``size x size`` matrices."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return 2 * size ** 3 / _best_seconds(lambda: torch.mm(a, b), repeats, device)
 
 
 def copy_bytes_per_s(num_bytes: int = 1 << 30, repeats: int = 5, device="cpu") -> float:
     """Best device-memory bandwidth (bytes read + written per second) of one large tensor copy."""
     source = torch.randn(num_bytes // 4, device=device)
     target = torch.empty_like(source)
-    target.copy_(source)
-    _synchronize(device)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        target.copy_(source)
-        _synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * source.numel() * 4 / best
+    return 2 * source.numel() * 4 / _best_seconds(lambda: target.copy_(source), repeats, device)
 
 
 class PipelineBench:

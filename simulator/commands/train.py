@@ -67,7 +67,9 @@ def _init_distributed(config) -> bool:
     import torch
     import torch.distributed as dist
 
-    use_cuda = config.device in ("auto", "cuda") and torch.cuda.is_available()
+    from simulator.device import resolve_device
+
+    use_cuda = resolve_device(config.device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if use_cuda else "gloo")
