@@ -95,6 +95,8 @@ class CodecConfig:
             self.lora = LoraSettings(**self.lora)
         if self.channel_symbols_per_token < 1:
             raise ValueError(f"channel_symbols_per_token must be >= 1, got {self.channel_symbols_per_token}")
+        if not isinstance(self.ignore_images, bool):
+            raise ValueError(f"ignore_images must be true or false, got {self.ignore_images!r}")
         if "model_type" not in self.llm:
             raise ValueError("llm.model_type is required (e.g. 'gemma2')")
 

@@ -118,6 +118,25 @@ class TrainConfig(_Strict):
                     raise ValueError(f"stage {name!r} pre-trains from scratch and is for the tiny profile only")
         return self
 
+    @model_validator(mode="after")
+    def _codec_overrides_make_a_codec(self) -> "TrainConfig":
+        try:
+            self.codec_config()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"codec: {err}") from None
+        return self
+
+    def codec_config(self, **llm_extra):
+        """The profile's :class:`CodecConfig` with ``codec`` applied (``llm`` / ``vision`` merged key by
+        key), the data's image size, and ``llm_extra`` (the tokenizer's vocabulary and special ids)."""
+        from simulator.models.config import profile_config
+
+        overrides = dict(self.codec)
+        base = profile_config(self.profile)
+        llm = {**base.llm, **overrides.pop("llm", {}), **llm_extra}
+        vision = {**base.vision, **overrides.pop("vision", {}), "image_size": self.data.image_size}
+        return profile_config(self.profile, llm=llm, vision=vision, **overrides)
+
     def stage_names(self, selection: str = "all") -> list[str]:
         """Stages to run, in order: ``all``, a number 0-3, or a stage name."""
         present = [s for s in STAGE_ORDER if s in self.stages]

@@ -93,20 +93,14 @@ class Trainer:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
     def fresh_model(self):
-        from simulator.models.config import profile_config
         from simulator.models.mllm import M4SCModel
 
         if self.config.init_checkpoint:
             return load_codec(self.config.init_checkpoint, str(self.device))
         tokenizer = self.tokenizer()
-        overrides = dict(self.config.codec)
-        base = profile_config(self.config.profile)
-        llm = {**base.llm, **overrides.pop("llm", {}), "vocab_size": len(tokenizer)}
-        llm["pad_token_id"], llm["bos_token_id"], llm["eos_token_id"] = (
-            tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
-        vision = {**base.vision, **overrides.pop("vision", {}), "image_size": self.config.data.image_size}
+        config = self.config.codec_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
         torch.manual_seed(self.config.seed)
-        config = profile_config(self.config.profile, llm=llm, vision=vision, **overrides)
         return M4SCModel(config, tokenizer).to(self.device)
 
     def collator(self, model, with_target: bool = True) -> InstructionCollator:
@@ -132,7 +126,7 @@ class Trainer:
             model = load_codec(previous, str(self.device))
             # What the model sees, not its shapes: a question-only run may start from any stage.
             if "ignore_images" in self.config.codec:
-                model.config.ignore_images = bool(self.config.codec["ignore_images"])
+                model.config.ignore_images = self.config.codec["ignore_images"]  # checked with the config
         else:
             model = self.fresh_model()
         result = None

@@ -128,3 +128,15 @@ def test_question_only_run_can_start_from_an_earlier_stage(tiny_data, tmp_path):
     final = Trainer(config).run("instruct")
     assert read_codec_config(final).ignore_images
     assert not read_codec_config(tmp_path / "stage1_align" / "final").ignore_images
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("codec.ignore_images=maybe", "ignore_images must be true or false"),
+    ("codec.channel_symbols_per_token=0", "channel_symbols_per_token must be >= 1"),
+    ("codec.no_such_key=1", "unknown codec config key"),
+])
+def test_bad_codec_override_is_one_line_before_anything_is_written(run_cli, tmp_path, override, fragment):
+    result = run_cli("train", "scenarios/train_tiny.yaml", "--out", str(tmp_path / "run"), "--set", override)
+    assert result.returncode == 2 and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
