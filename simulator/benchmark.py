@@ -70,7 +70,7 @@ class PipelineBench:
         from simulator.sharing import SemanticComparator
 
         self.device = torch.device(device)
-        self.model = load_codec(checkpoint or default_checkpoint(), device=str(self.device))
+        self.model = load_codec(checkpoint or default_checkpoint(), device=str(self.device), inference=True)
         self.transmitter, self.receiver = Transmitter(self.model), Receiver.from_model(self.model)
         self.comparator = SemanticComparator(threshold)
         self.snr_db = snr_db
@@ -180,7 +180,8 @@ class TransmitterBench:
         self.device, self.dtype = torch.device(device), dtype
         timed_as_loaded = checkpoint is not None or profile == "tiny"
         # The codec to time, or (random paper model) the shipped one for its tokenizer and texts.
-        loaded = load_codec(checkpoint or default_checkpoint(), device=str(self.device) if timed_as_loaded else "cpu")
+        loaded = load_codec(checkpoint or default_checkpoint(), device=str(self.device) if timed_as_loaded else "cpu",
+                            inference=True)
         if timed_as_loaded:
             self.model = loaded
         else:
@@ -193,7 +194,7 @@ class TransmitterBench:
                     self.model = M4SCModel(profile_config(profile), loaded.tokenizer)
             finally:
                 torch.set_default_dtype(previous)
-        self.model = self.model.to(dtype).eval()
+        self.model = self.model.to(dtype).eval().merge_lora()  # as the simulator runs it (load_codec(inference=True))
         self.transmitter = Transmitter(self.model)
         self.max_new_tokens = max_new_tokens or self.model.config.max_new_tokens
         instruction = loaded.config.instructions.get("vqa")

@@ -55,7 +55,7 @@ def main(args) -> int:
     device = resolve_device(args.device, "--device")
     path = args.checkpoint or default_checkpoint()
     try:
-        model = load_codec(path, device=str(device))
+        model = load_codec(path, device=str(device), inference=True)
     except CheckpointError as err:
         raise UserError(str(err)) from None
     torch.manual_seed(args.seed)

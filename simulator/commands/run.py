@@ -105,7 +105,7 @@ class _Setup:
         self.models = models
         try:
             self.codec = self._cached("m4sc", self.checkpoint, device,
-                                      lambda: load_codec(self.checkpoint, device=str(device)))
+                                      lambda: load_codec(self.checkpoint, device=str(device), inference=True))
         except CheckpointError as err:
             raise UserError(f"model.checkpoint: {err}") from None
         config = self.codec.config

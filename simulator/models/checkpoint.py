@@ -47,6 +47,9 @@ def save_codec(model, directory: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
+    if getattr(model, "lora_merged", False):
+        # Its base weights already hold the adapters, which the state dict also carries.
+        raise CheckpointError("cannot save a codec whose LoRA adapters are merged (an inference-only copy)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     skipped = _pretrained_prefixes(model.config)
@@ -91,8 +94,12 @@ def read_codec_config(directory: str | Path) -> CodecConfig:
         raise CheckpointError(f"corrupt {path}: {err}") from None
 
 
-def load_codec(directory: str | Path, device: str = "cpu"):
-    """Build an :class:`~simulator.models.mllm.M4SCModel` from a checkpoint folder (eval mode)."""
+def load_codec(directory: str | Path, device: str = "cpu", inference: bool = False):
+    """Build an :class:`~simulator.models.mllm.M4SCModel` from a checkpoint folder (eval mode).
+
+    ``inference=True``: for simulation only, with the LoRA adapters merged into the base weights
+    (:meth:`~simulator.models.mllm.M4SCModel.merge_lora`); such a model cannot be trained or saved.
+    """
     from transformers import AutoTokenizer
 
     from simulator.models.mllm import M4SCModel
@@ -107,6 +114,8 @@ def load_codec(directory: str | Path, device: str = "cpu"):
         raise CheckpointError(f"cannot load the tokenizer in {directory}: {err}") from None
     model = M4SCModel(config, tokenizer).to(device)
     load_weights(model, directory, device)
+    if inference:
+        model.merge_lora()
     return model.eval()
 
 

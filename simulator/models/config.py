@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CodecConfig", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
+__all__ = ["IMAGE_POSITIONS", "CodecConfig", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
+
+IMAGE_POSITIONS = ("before_prompt", "after_prompt")
 
 
 @dataclass
@@ -74,6 +76,10 @@ class CodecConfig:
             means the paper's texts (``simulator.data.templates``). Inference must use the same.
         ignore_images: the question-only baseline: the LLM never sees the visual tokens, so its
             answers come from the text alone (what the issue's VQA target is measured against).
+        image_position: where the visual tokens sit in the LLM's input: ``"before_prompt"``
+            (``[image][prompt][answer]``, LLaVA's and the paper's order) or ``"after_prompt"``
+            (``[prompt][image][answer]``): in a causal LLM only then can the visual tokens attend to
+            the question, so each can work out whether the question refers to its object.
     """
 
     profile: str = "tiny"
@@ -87,6 +93,7 @@ class CodecConfig:
     llm_path: str | None = None
     instructions: dict[str, str] = field(default_factory=dict)
     ignore_images: bool = False
+    image_position: str = "before_prompt"
 
     def __post_init__(self):
         if isinstance(self.projector, dict):
@@ -97,6 +104,8 @@ class CodecConfig:
             raise ValueError(f"channel_symbols_per_token must be >= 1, got {self.channel_symbols_per_token}")
         if not isinstance(self.ignore_images, bool):
             raise ValueError(f"ignore_images must be true or false, got {self.ignore_images!r}")
+        if self.image_position not in IMAGE_POSITIONS:
+            raise ValueError(f"image_position must be one of {', '.join(IMAGE_POSITIONS)}, got {self.image_position!r}")
         if "model_type" not in self.llm:
             raise ValueError("llm.model_type is required (e.g. 'gemma2')")
 

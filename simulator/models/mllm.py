@@ -1,10 +1,12 @@
 """The tailored MLLM of M4SC (the paper's Fig. 2): SigLIP vision encoder -> KAN projector ->
 causal LM (Gemma 2 in the paper) with LoRA, plus the channel encoder/decoder.
 
-Input layout of one sample (image tasks): ``[P visual tokens][<bos> prompt ...]``; text-only
-tasks leave the ``P`` visual slots masked out. Prompts are left-padded, so a batch is
-``[batch, P + L, d]`` and the newest token always sits at the last position (what cached
-generation needs). Position ids come from the attention mask, so masked slots do not shift them.
+Input layout of one sample (image tasks): ``[P visual tokens][<bos> prompt ...]``, or with
+``config.image_position == "after_prompt"`` ``[<bos> prompt ...][P visual tokens]``; text-only
+tasks leave the ``P`` visual slots masked out (at the front, in both layouts). Prompts are
+left-padded, so a batch is ``[batch, P + L, d]`` and the newest token always sits at the last
+position (what cached generation needs). Position ids come from the attention mask, so masked
+slots do not shift them.
 
 The semantic vector of output token ``t`` is the LLM's final hidden state (after its last norm)
 at the step that predicted ``t``: ``argmax(lm_head(h_t)) = t``. That is what crosses the air.
@@ -21,7 +23,27 @@ from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
-__all__ = ["M4SCModel", "Generation", "build_llm", "build_vision"]
+__all__ = ["M4SCModel", "Generation", "build_llm", "build_vision", "splice"]
+
+
+def splice(base: torch.Tensor, inserted: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """Insert ``inserted [batch, P, ...]`` into ``base [batch, L, ...]`` before column ``at[b]`` of
+    each row: ``[batch, L + P, ...]`` (``at = 0``: in front; ``at = L``: at the end)."""
+    batch, length = base.shape[:2]
+    width = inserted.shape[1]
+    columns = torch.arange(length + width, device=base.device).expand(batch, -1)
+    start = at.view(batch, 1)
+    from_inserted = (columns >= start) & (columns < start + width)
+    base_index = torch.where(columns < start, columns, columns - width).clamp(0, length - 1)
+    inserted_index = (columns - start).clamp(0, width - 1)
+    trailing = base.shape[2:]
+
+    def take(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        index = index.view(batch, -1, *([1] * len(trailing))).expand(batch, -1, *trailing)
+        return source.gather(1, index)
+
+    mask = from_inserted.view(batch, -1, *([1] * len(trailing)))
+    return torch.where(mask, take(inserted, inserted_index), take(base, base_index))
 
 
 def build_vision(config: CodecConfig) -> nn.Module:
@@ -128,6 +150,21 @@ class M4SCModel(nn.Module):
             logits = torch.tanh(logits / cap) * cap
         return logits
 
+    @property
+    def lora_merged(self) -> bool:
+        """Whether the LoRA adapters are folded into the base weights (see :meth:`merge_lora`)."""
+        return any(getattr(module, "merged", False) for module in self.llm.modules() if hasattr(module, "lora_A"))
+
+    def merge_lora(self) -> "M4SCModel":
+        """Fold the adapters into the base weights, ``W + (alpha / r) B A`` (peft's ``merge_adapter``),
+        for inference: each adapted layer then runs one matmul instead of three. On the CPU the
+        rank-r products are the slowest matmuls of a pass for their FLOPs. The outputs agree with the
+        unmerged model to float rounding (tests pin equal tokens). A merged model is not saved
+        (:func:`~simulator.models.checkpoint.save_codec` refuses) nor trained."""
+        if self.config.lora is not None and not self.lora_merged:
+            self.llm.merge_adapter()
+        return self
+
     # ---- inputs ------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[batch, 3, H, W]`` float in [-1, 1] -> ``[batch, P, d]`` visual tokens in the LLM's space."""
@@ -135,13 +172,17 @@ class M4SCModel(nn.Module):
         return self.projector(features)
 
     def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None):
-        """Splice visual tokens in front of left-padded text.
+                     pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
+                     prompt_lengths: torch.Tensor | None = None):
+        """Splice visual tokens into the text: in front of it, or after each prompt (``image_position``).
 
         Args:
-            input_ids / attention_mask: ``[batch, L]`` left-padded prompts (with ``<bos>``).
+            input_ids / attention_mask: ``[batch, L]`` prompts (with ``<bos>``): left-padded for
+                generation, or right-padded prompt + target for training.
             pixel_values: ``[batch, 3, H, W]`` or None (no sample has an image).
             has_image: ``[batch]`` bool; samples without an image get masked visual slots.
+            prompt_lengths: ``[batch]`` int64, the prompt's end in each right-padded training row
+                (where ``after_prompt`` puts the image); None: every row's prompt ends at column L.
 
         Returns:
             ``inputs_embeds [batch, P + L, d]``, ``attention_mask [batch, P + L]``,
@@ -157,10 +198,41 @@ class M4SCModel(nn.Module):
             visual = self.encode_images(pixel_values).to(text.dtype)
             visual = visual * has_image.view(batch, 1, 1).to(visual.dtype)
             visual_mask = has_image.view(batch, 1).expand(batch, visual.shape[1]).to(attention_mask.dtype)
-            embeds = torch.cat([visual, text], dim=1)
-            mask = torch.cat([visual_mask, attention_mask], dim=1)
+            if self.config.image_position == "before_prompt":
+                embeds = torch.cat([visual, text], dim=1)
+                mask = torch.cat([visual_mask, attention_mask], dim=1)
+            else:
+                image_at = self._image_columns(input_ids, has_image, prompt_lengths)
+                embeds = splice(text, visual, image_at)
+                mask = splice(attention_mask, visual_mask, image_at)
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return embeds, mask, position_ids
+
+    def _image_columns(self, input_ids: torch.Tensor, has_image: torch.Tensor,
+                       prompt_lengths: torch.Tensor | None) -> torch.Tensor:
+        """``[batch]`` columns of ``input_ids`` the visual tokens go before (``after_prompt``).
+        Rows without an image keep their masked slots at the front, where they act as padding
+        (at a prompt's end they would be the position the first answer token is predicted from)."""
+        batch, length = input_ids.shape
+        if prompt_lengths is None:
+            ends = torch.full((batch,), length, dtype=torch.long, device=input_ids.device)
+        else:
+            ends = prompt_lengths.to(input_ids.device)
+        return torch.where(has_image, ends, torch.zeros_like(ends))
+
+    def expand_labels(self, labels: torch.Tensor, length: int, input_ids: torch.Tensor,
+                      has_image: torch.Tensor | None = None, prompt_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``labels [batch, L]`` -> ``[batch, length]`` with ``IGNORE_INDEX`` (-100) on the visual slots
+        :meth:`build_inputs` added (``length - L`` of them, none when it added none)."""
+        added = length - labels.shape[1]
+        if added == 0:
+            return labels
+        slots = labels.new_full((labels.shape[0], added), -100)
+        if self.config.image_position == "before_prompt":
+            return torch.cat([slots, labels], dim=1)
+        if has_image is None:
+            has_image = torch.ones(labels.shape[0], dtype=torch.bool, device=labels.device)
+        return splice(labels, slots, self._image_columns(input_ids, has_image.to(labels.device), prompt_lengths))
 
     def tokenize(self, prompts: list[str], device=None):
         """Left-padded ``input_ids, attention_mask`` ``[batch, L]`` for a list of prompts."""
@@ -170,15 +242,16 @@ class M4SCModel(nn.Module):
         return batch["input_ids"].to(device), batch["attention_mask"].to(device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None):
-        """Teacher-forced pass for training. ``labels [batch, L]`` (-100 = no loss) align with ``input_ids``.
+                pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
+                prompt_lengths: torch.Tensor | None = None):
+        """Teacher-forced pass for training. ``labels [batch, L]`` (-100 = no loss) align with ``input_ids``
+        (right-padded prompt + target; ``prompt_lengths [batch]`` where each prompt ends).
 
         Returns the ``transformers`` causal-LM output (``.loss`` when labels are given, ``.logits``).
         """
-        embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image)
-        if labels is not None and embeds.shape[1] > labels.shape[1]:
-            prefix = labels.new_full((labels.shape[0], embeds.shape[1] - labels.shape[1]), -100)
-            labels = torch.cat([prefix, labels], dim=1)
+        embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image, prompt_lengths)
+        if labels is not None:
+            labels = self.expand_labels(labels, embeds.shape[1], input_ids, has_image, prompt_lengths)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels)
 
     # ---- generation --------------------------------------------------------------------------

@@ -125,11 +125,11 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
 
 
 def instruction_loss(model, batch: dict) -> torch.Tensor:
-    """Loss on the Output tokens only (images spliced in front)."""
+    """Loss on the Output tokens only (images spliced in where ``image_position`` says)."""
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
     return model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
-                 pixel_values=pixel_values, has_image=has_image).loss
+                 pixel_values=pixel_values, has_image=has_image, prompt_lengths=batch["prompt_lengths"]).loss
 
 
 def make_channel(name: str):
@@ -153,10 +153,10 @@ def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: 
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    embeds, full_mask, positions = model.build_inputs(ids, mask, pixel_values, has_image)
+    prompt_lengths = batch["prompt_lengths"]
+    embeds, full_mask, positions = model.build_inputs(ids, mask, pixel_values, has_image, prompt_lengths)
     hidden = model.decoder(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).last_hidden_state
-    labels = batch["labels"].to(device)
-    labels = torch.cat([labels.new_full((labels.shape[0], hidden.shape[1] - labels.shape[1]), IGNORE_INDEX), labels], 1)
+    labels = model.expand_labels(batch["labels"].to(device), hidden.shape[1], ids, has_image, prompt_lengths)
     targets = labels[:, 1:]
     selected = targets != IGNORE_INDEX
     token_hidden = hidden[:, :-1][selected]  # [N, d]

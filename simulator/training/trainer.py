@@ -124,9 +124,11 @@ class Trainer:
             if not (previous / "config.json").is_file():
                 raise UserError(f"stage {names[0]} starts from {previous}, which does not exist: run the earlier stages first")
             model = load_codec(previous, str(self.device))
-            # What the model sees, not its shapes: a question-only run may start from any stage.
-            if "ignore_images" in self.config.codec:
-                model.config.ignore_images = self.config.codec["ignore_images"]  # checked with the config
+            # What the model sees and where, not its shapes: a question-only run, or one with the image
+            # after the prompt, may start from any stage (values checked with the config).
+            for key in ("ignore_images", "image_position"):
+                if key in self.config.codec:
+                    setattr(model.config, key, self.config.codec[key])
         else:
             model = self.fresh_model()
         result = None

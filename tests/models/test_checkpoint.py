@@ -55,3 +55,38 @@ def test_unknown_config_key(tiny_model, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(payload))
     with pytest.raises(CheckpointError, match="surprise"):
         load_codec(tmp_path)
+
+
+def test_inference_copy_sends_the_reference_tokens(tmp_path, monkeypatch):
+    """Pins the inference optimisations on the shipped codec: ``load_codec(inference=True)`` (LoRA
+    merged into the base weights, KAN basis from its k+1 non-zero functions) gives the same
+    answers and captions as the reference computation (adapters apart, Cox-de Boor over every
+    knot), semantic vectors equal to float rounding; and it is never saved."""
+    import simulator.models.kan as kan
+    from simulator.data.templates import render_prompt
+    from simulator.evaluation import default_checkpoint
+
+    fast = load_codec(default_checkpoint(), inference=True)
+    reference = load_codec(default_checkpoint())
+    assert fast.lora_merged and not reference.lora_merged
+    name = "llm.base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"
+    assert not torch.equal(reference.state_dict()[name], fast.state_dict()[name])
+    questions = ["What color is the large metal cube?", "How many spheres are there?",
+                 "Is there a small rubber cylinder left of the red sphere?", "What shape is the small thing?"]
+    prompts = [render_prompt("vqa", q, "", reference.config.instructions.get("vqa")) for q in questions]
+    prompts += [render_prompt("caption", None, "", reference.config.instructions.get("caption"))] * 2
+    images = torch.rand(len(prompts), 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    got = fast.generate(*fast.tokenize(prompts), images)
+
+    def cox_de_boor(x, first_knot, step, num_intervals, order):
+        knots = first_knot + step * torch.arange(num_intervals + 1, dtype=x.dtype)
+        return kan.bspline_basis(x, knots, order)
+
+    monkeypatch.setattr(kan, "uniform_bspline_basis", cox_de_boor)
+    expected = reference.generate(*reference.tokenize(prompts), images)
+    assert torch.equal(got.tokens, expected.tokens)
+    assert torch.equal(got.token_mask, expected.token_mask)
+    assert torch.allclose(got.hidden, expected.hidden, atol=1e-4), (got.hidden - expected.hidden).abs().max()
+    with pytest.raises(CheckpointError, match="merged"):
+        save_codec(fast, tmp_path / "merged")
+    assert not (tmp_path / "merged" / "model.safetensors").exists()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from simulator.models.kan import KANLayer, KANProjector, bspline_basis, uniform_knots
+from simulator.models.kan import KANLayer, KANProjector, bspline_basis, uniform_bspline_basis, uniform_knots
 
 kan_layer_module = pytest.importorskip("kan.KANLayer")
 
@@ -56,12 +56,30 @@ def test_paper_width_parameter_count():
     assert 79.0e6 < count < 80.0e6
 
 
-def test_in_place_inference_basis_equals_the_autograd_one_bit_for_bit():
-    knots = uniform_knots(5, 3, (-2.0, 2.0))
-    x = torch.randn(64, 96, generator=torch.Generator().manual_seed(0)) * 1.5
-    with_grad = bspline_basis(x.clone().requires_grad_(), knots, 3)
-    assert with_grad.requires_grad
+@pytest.mark.parametrize("grid, order, grid_range", [(5, 3, (-2.0, 2.0)), (7, 2, (-1.0, 1.0)), (4, 1, (0.0, 3.0))])
+def test_local_uniform_basis_equals_cox_de_boor(grid, order, grid_range):
+    """The inference basis (only the k+1 non-zero functions, scattered) against the full recursion:
+    random inputs, inputs on and next to every knot, and inputs far outside the span."""
+    knots = uniform_knots(grid, order, grid_range)
+    step = (grid_range[1] - grid_range[0]) / grid
+    x = torch.cat([torch.randn(3000, generator=torch.Generator().manual_seed(0)) * 3.0,
+                   knots, knots + 1e-4, knots - 1e-4, torch.tensor([-50.0, 50.0])]).unsqueeze(-1)
+    reference = bspline_basis(x, knots, order)
+    local = uniform_bspline_basis(x, grid_range[0] - order * step, step, grid + 2 * order, order)
+    assert local.shape == reference.shape == (x.shape[0], 1, grid + order)
+    assert torch.allclose(local, reference, atol=2e-6), (local - reference).abs().max()
+    assert torch.count_nonzero(local[-2:]) == 0
+    assert torch.count_nonzero(local, dim=-1).max() <= order + 1
+
+
+def test_layer_without_autograd_matches_its_training_path():
+    torch.manual_seed(0)
+    layer = KANLayer(96, 128, grid_size=5, order=3, grid_range=(-2.0, 2.0))
+    with torch.no_grad():
+        layer.coef.normal_()
+    x = torch.randn(64, 96) * 1.5
+    training = layer(x)  # parameters require grad: Cox-de Boor
     with torch.inference_mode():
-        fast = bspline_basis(x, knots, 3)
-    assert torch.equal(fast, with_grad.detach())
-    assert torch.allclose(fast.sum(-1)[(x > -2) & (x < 2)], torch.tensor(1.0))  # partition of unity on the grid
+        inference = layer(x)
+    assert training.requires_grad and not inference.requires_grad
+    assert torch.allclose(inference, training.detach(), atol=1e-5)

@@ -155,3 +155,85 @@ def test_question_only_codec_answers_the_same_whatever_the_image(tokenizer):
     model.config.ignore_images = False  # the same weights with images: the visual tokens matter
     seeing = model.generate(ids, mask, _images(seed=1), max_new_tokens=5)
     assert not torch.allclose(seeing.hidden, first.hidden, atol=1e-3)
+
+
+@pytest.fixture(params=["before_prompt", "after_prompt"])
+def layout_model(request, tokenizer):
+    from simulator.models.mllm import M4SCModel
+    from tests.models.conftest import tiny_config
+
+    torch.manual_seed(0)
+    return M4SCModel(tiny_config(image_position=request.param), tokenizer).eval()
+
+
+def test_training_layout_matches_generation(layout_model):
+    """Teacher forcing on right-padded ``prompt + answer`` rows (the training collator's layout)
+    predicts the answer from the same hidden states that left-padded generation produced, for
+    image and text-only rows alike."""
+    model = layout_model
+    ids, mask = model.tokenize(PROMPTS)
+    has_image = torch.tensor([True, True, False, True])
+    steps = 4
+    generated = model.generate(ids, mask, _images(), has_image, max_new_tokens=steps, stop_at_eos=False)
+    prompts = [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+    width = max(len(p) for p in prompts) + steps
+    train_ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    train_mask = torch.zeros_like(train_ids)
+    labels = torch.full_like(train_ids, -100)
+    for row, prompt in enumerate(prompts):
+        answer = generated.tokens[row].tolist()
+        train_ids[row, : len(prompt) + steps] = torch.tensor(prompt + answer)
+        train_mask[row, : len(prompt) + steps] = 1
+        labels[row, len(prompt): len(prompt) + steps] = torch.tensor(answer)
+    lengths = torch.tensor([len(p) for p in prompts])
+    with torch.no_grad():
+        embeds, full_mask, positions = model.build_inputs(train_ids, train_mask, _images(), has_image, lengths)
+        hidden = model.decoder(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).last_hidden_state
+    full_labels = model.expand_labels(labels, hidden.shape[1], train_ids, has_image, lengths)
+    predicting = full_labels[:, 1:] != -100  # the hidden state at t predicts the label at t + 1
+    assert torch.equal(full_labels[:, 1:][predicting].view(-1, steps), generated.tokens)
+    assert torch.allclose(hidden[:, :-1][predicting].view(-1, steps, hidden.shape[-1]), generated.hidden, atol=1e-4)
+
+
+def test_visual_tokens_read_the_question_only_after_the_prompt(layout_model):
+    """With ``after_prompt`` the visual tokens' hidden states depend on the question (they come
+    after it in a causal LLM); with ``before_prompt`` they cannot."""
+    model = layout_model
+    first, second = model.tokenize(PROMPTS[:1]), model.tokenize(PROMPTS[1:2])
+    visual = []
+    for ids, mask in (first, second):
+        with torch.no_grad():
+            embeds, full_mask, positions = model.build_inputs(ids, mask, _images(batch=1))
+            hidden = model.decoder(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).last_hidden_state
+        slots = model.config.num_image_tokens
+        visual.append(hidden[:, -slots:] if model.config.image_position == "after_prompt" else hidden[:, :slots])
+    depends = not torch.allclose(visual[0], visual[1], atol=1e-5)
+    assert depends == (model.config.image_position == "after_prompt")
+
+
+def test_layouts_generate_consistently(layout_model):
+    """Cached equals uncached decoding, and a batch equals each user alone, in both layouts."""
+    model = layout_model
+    ids, mask = model.tokenize(PROMPTS)
+    has_image = torch.tensor([True, False, True, True])
+    cached = model.generate(ids, mask, _images(), has_image, max_new_tokens=5, stop_at_eos=False)
+    full = model.generate(ids, mask, _images(), has_image, max_new_tokens=5, use_cache=False, stop_at_eos=False)
+    assert torch.equal(cached.tokens, full.tokens)
+    assert torch.allclose(cached.hidden, full.hidden, atol=1e-4)
+    for user, prompt in enumerate(PROMPTS):
+        alone_ids, alone_mask = model.tokenize([prompt])
+        alone = model.generate(alone_ids, alone_mask, _images()[user:user + 1], has_image[user:user + 1],
+                               max_new_tokens=5, stop_at_eos=False)
+        assert torch.equal(cached.tokens[user], alone.tokens[0])
+        assert torch.allclose(cached.hidden[user], alone.hidden[0], atol=1e-4)
+        if not has_image[user]:  # a text-only row's masked visual slots change nothing
+            no_slots = model.generate(alone_ids, alone_mask, None, max_new_tokens=5, stop_at_eos=False)
+            assert torch.equal(cached.tokens[user], no_slots.tokens[0])
+            assert torch.allclose(cached.hidden[user], no_slots.hidden[0], atol=1e-4)
+
+
+def test_unknown_image_position_is_refused():
+    from tests.models.conftest import tiny_config
+
+    with pytest.raises(ValueError, match="image_position must be one of before_prompt, after_prompt"):
+        tiny_config(image_position="middle")

@@ -118,20 +118,24 @@ def test_model_card_sums_wall_time_over_resumed_segments(tmp_path):
     assert summary["joint"]["time_s"] == 2.0
 
 
-def test_question_only_run_can_start_from_an_earlier_stage(tiny_data, tmp_path):
+@pytest.mark.parametrize("key, value", [("ignore_images", True), ("image_position", "after_prompt")])
+def test_input_layout_switch_can_start_from_an_earlier_stage(tiny_data, tmp_path, key, value):
+    """The question-only baseline, or the image after the prompt, from stage 1's result: saved
+    with the new stage's codec, while the earlier stage keeps its own."""
     from simulator.models.checkpoint import read_codec_config
 
     for stage in ("vision", "lm", "align"):  # stages 0-1 with images
         Trainer(make_config(tiny_data, tmp_path, steps=1)).run(stage)
-    config = make_config(tiny_data, tmp_path, steps=1)
-    config = config.model_copy(update={"codec": {**config.codec, "ignore_images": True}})
+    config = make_config(tiny_data, tmp_path, steps=2)
+    config = config.model_copy(update={"codec": {**config.codec, key: value}})
     final = Trainer(config).run("instruct")
-    assert read_codec_config(final).ignore_images
-    assert not read_codec_config(tmp_path / "stage1_align" / "final").ignore_images
+    assert getattr(read_codec_config(final), key) == value
+    assert getattr(read_codec_config(tmp_path / "stage1_align" / "final"), key) != value
 
 
 @pytest.mark.parametrize("override, fragment", [
     ("codec.ignore_images=maybe", "ignore_images must be true or false"),
+    ("codec.image_position=middle", "image_position must be one of before_prompt, after_prompt"),
     ("codec.channel_symbols_per_token=0", "channel_symbols_per_token must be >= 1"),
     ("codec.no_such_key=1", "unknown codec config key"),
 ])
