@@ -57,8 +57,9 @@ def uniform_bspline_basis(x: torch.Tensor, first_knot: float, step: float, num_i
     equal to float rounding, computing only the ``k + 1`` functions that are non-zero at each ``x``.
 
     In the local coordinate ``f`` of ``x``'s knot interval ``i``, uniform knots make every Cox-de
-    Boor denominator ``level * step``, so ``d! B^d_r = (f + d - r) d!/d B^{d-1}_{r-1} + (r + 1 - f) ...``
-    (de Boor's triangle, one ``1/k!`` at the end): about ``2 (k+1)^2`` operations per input instead of
+    Boor denominator ``d * step``, so the non-zero values ``B_{i-k+r}`` follow from de Boor's triangle
+    ``B^d_r = ((f + d - r) B^{d-1}_{r-1} + (r + 1 - f) B^{d-1}_r) / d`` (the ``1/d`` factors applied
+    once, as ``1/k!``, at the end): about ``2 (k+1)^2`` operations per input instead of
     ``~5 k (G + 2k)``, then one scatter into the dense layout the layer's matmul takes. Without
     autograd the projector's cost was this elementwise work.
 
