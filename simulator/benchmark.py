@@ -180,8 +180,7 @@ class TransmitterBench:
         self.device, self.dtype = torch.device(device), dtype
         timed_as_loaded = checkpoint is not None or profile == "tiny"
         # The codec to time, or (random paper model) the shipped one for its tokenizer and texts.
-        loaded = load_codec(checkpoint or default_checkpoint(), device=str(self.device) if timed_as_loaded else "cpu",
-                            inference=True)
+        loaded = load_codec(checkpoint or default_checkpoint(), device=str(self.device) if timed_as_loaded else "cpu")
         if timed_as_loaded:
             self.model = loaded
         else:
@@ -194,7 +193,7 @@ class TransmitterBench:
                     self.model = M4SCModel(profile_config(profile), loaded.tokenizer)
             finally:
                 torch.set_default_dtype(previous)
-        self.model = self.model.to(dtype).eval().merge_lora()  # as the simulator runs it (load_codec(inference=True))
+        self.model = self.model.to(dtype).eval().merge_lora()  # the timed model only, as load_codec(inference=True) does
         self.transmitter = Transmitter(self.model)
         self.max_new_tokens = max_new_tokens or self.model.config.max_new_tokens
         instruction = loaded.config.instructions.get("vqa")
