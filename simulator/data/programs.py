@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from simulator.data.attributes import ATTRIBUTES
 
-__all__ = ["ProgramError", "execute_program", "format_answer", "ProgramBuilder"]
+__all__ = ["ProgramError", "execute_program", "format_answer", "referred_objects", "ProgramBuilder"]
 
 
 class ProgramError(ValueError):
@@ -80,6 +80,33 @@ def _node_value(function: str, args: list, values: list, scene: dict):
 
 def execute_program(program: list[dict], scene: dict):
     """Value of the last node of ``program`` on ``scene`` (raw: list, int, bool or str)."""
+    return _node_values(program, scene)[-1]
+
+
+# Functions whose argument is what a question is about: the object it queries or compares, the set it
+# counts or tests, the anchor of a relation or of a "same <attribute> as" phrase.
+_LOOKING_FUNCTIONS = ("query_", "same_", "count", "exist", "relate")
+
+
+def referred_objects(program: list[dict], scene: dict) -> list[int]:
+    """Sorted indices of the scene objects the question looks at: the arguments of its ``query_*``,
+    ``same_*``, ``count``, ``exist`` and ``relate`` nodes (e.g. "What color is the cube left of the
+    sphere?" -> the sphere and the cube; "Are there any cylinders?" -> every cylinder, or none)."""
+    values = _node_values(program, scene)
+    referred: set[int] = set()
+    for node in program:
+        if node.get("function", node.get("type", "")).startswith(_LOOKING_FUNCTIONS):
+            for k in node.get("inputs", []):
+                argument = values[k]
+                if isinstance(argument, list):
+                    referred.update(argument)
+                elif isinstance(argument, int) and not isinstance(argument, bool):
+                    referred.add(argument)
+    return sorted(referred)
+
+
+def _node_values(program: list[dict], scene: dict) -> list:
+    """The value of every node of ``program`` on ``scene``, in order."""
     _expect(len(program) > 0, "empty program")
     results: list = []
     for index, node in enumerate(program):
@@ -92,7 +119,7 @@ def execute_program(program: list[dict], scene: dict):
             if isinstance(err, ProgramError):
                 raise
             raise ProgramError(f"node {index} ({function}): {err}") from err
-    return results[-1]
+    return results
 
 
 class ProgramBuilder:

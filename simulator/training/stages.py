@@ -18,7 +18,7 @@ from simulator.data.collate import IGNORE_INDEX
 from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
-           "instruction_loss", "joint_loss", "make_channel"]
+           "instruction_loss", "image_and_answer_columns", "grounding_loss", "joint_loss", "make_channel"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
@@ -124,12 +124,60 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
     return model.llm(input_ids=ids, attention_mask=mask, labels=labels).loss
 
 
-def instruction_loss(model, batch: dict) -> torch.Tensor:
-    """Loss on the Output tokens only (images spliced in where ``image_position`` says)."""
+def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
+                     grounding_layers: list[int] | None = None) -> torch.Tensor:
+    """Loss on the Output tokens only (images spliced in where ``image_position`` says).
+
+    With ``grounding_weight > 0`` and ``batch["grounding"]`` (``[B, P]``, see
+    ``TaskData.grounding_targets``), plus that weight x :func:`grounding_loss` on head 0 of each of
+    ``grounding_layers`` (default: every layer but the first, whose queries cannot know the question yet).
+    """
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
-    return model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
-                 pixel_values=pixel_values, has_image=has_image, prompt_lengths=batch["prompt_lengths"]).loss
+    grounding = batch.get("grounding")
+    grounded = grounding_weight > 0 and grounding is not None and pixel_values is not None
+    output = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
+                   pixel_values=pixel_values, has_image=has_image, prompt_lengths=batch["prompt_lengths"],
+                   output_attentions=grounded)
+    if not grounded:
+        return output.loss
+    image_start, answer_from = image_and_answer_columns(model.config.image_position, batch["prompt_lengths"].to(device),
+                                                        grounding.shape[1])
+    layers = grounding_layers if grounding_layers is not None else range(1, len(output.attentions))
+    attentions = [output.attentions[k][:, 0] for k in layers]
+    return output.loss + grounding_weight * grounding_loss(attentions, grounding.to(device), image_start, answer_from)
+
+
+def image_and_answer_columns(image_position: str, prompt_lengths: torch.Tensor, num_patches: int):
+    """In a right-padded training row with an image: ``[B]`` column of the first visual token and
+    ``[B]`` column whose output predicts the first answer token (the prompt's last token, or the
+    last visual token when the image follows the prompt)."""
+    if image_position == "before_prompt":
+        return torch.zeros_like(prompt_lengths), num_patches + prompt_lengths - 1
+    return prompt_lengths, prompt_lengths + num_patches - 1
+
+
+def grounding_loss(attentions: list[torch.Tensor], targets: torch.Tensor, image_start: torch.Tensor,
+                   answer_from: torch.Tensor) -> torch.Tensor:
+    """Attention supervision: ``-log`` of the attention mass the position that predicts the answer puts
+    on the patches of the objects the question is about, averaged over the given heads and the rows
+    that have such objects (0 when none has).
+
+    Args:
+        attentions: per supervised head, ``[B, T, T]`` attention probabilities (query x key).
+        targets: ``[B, P]``, 1 on the target patches.
+        image_start: ``[B]`` column of the first visual token; ``answer_from``: ``[B]`` column whose
+            output predicts the first answer token.
+    """
+    rows = (targets.sum(-1) > 0).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return attentions[0].sum() * 0.0
+    columns = image_start[rows, None] + torch.arange(targets.shape[1], device=targets.device)
+    losses = []
+    for attention in attentions:
+        on_image = attention[rows, answer_from[rows]].gather(1, columns)  # [n, P]
+        losses.append(-torch.log((on_image * targets[rows]).sum(-1) + 1e-6))
+    return torch.stack(losses).mean()
 
 
 def make_channel(name: str):

@@ -274,7 +274,12 @@ class Trainer:
         examples = [data.sample(task_names[i], generator) for i in picks.tolist()]
         batch = collator(examples)
         if name == "instruct":
-            return stage_fns.instruction_loss(model, batch)
+            if stage.grounding_weight > 0:
+                if data.vqa_referred is None:
+                    raise UserError("stage instruct: grounding_weight > 0 needs question programs and scene files "
+                                    f"in {self.config.data.clevr_dir}")
+                batch["grounding"] = data.grounding_targets(examples, int(model.vision.config.patch_size))
+            return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers)
         low, high = stage.snr_db
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
         channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.data.programs import ProgramError, execute_program, format_answer
+from simulator.data.programs import ProgramError, execute_program, format_answer, referred_objects
 from simulator.data.questions import describe
 
 SCENE = {
@@ -41,6 +41,21 @@ def test_count_query_relate_compare():
                  node("scene"), node("filter_color", [4], ["red"]), node("unique", [5]), node("query_size", [6]),
                  node("equal_size", [3, 7])]
     assert format_answer(execute_program(same_size, SCENE)) == "no"
+
+
+def test_referred_objects_are_what_the_question_looks_at():
+    color_right_of_sphere = [node("scene"), node("filter_shape", [0], ["sphere"]), node("unique", [1]),
+                             node("relate", [2], ["right"]), node("unique", [3]), node("query_color", [4])]
+    assert referred_objects(color_right_of_sphere, SCENE) == [1, 2]  # the anchor sphere and the queried cube
+    count_cubes = [node("scene"), node("filter_shape", [0], ["cube"]), node("count", [1])]
+    assert referred_objects(count_cubes, SCENE) == [0, 2]
+    any_green = [node("scene"), node("filter_color", [0], ["green"]), node("exist", [1])]
+    assert referred_objects(any_green, SCENE) == []  # nothing to look at: the answer is "no"
+    same_color_as_red = [node("scene"), node("filter_color", [0], ["red"]), node("unique", [1]),
+                         node("same_color", [2]), node("exist", [3])]
+    assert referred_objects(same_color_as_red, SCENE) == [0]
+    same_color_as_sphere = same_color_as_red[:1] + [node("filter_shape", [0], ["sphere"])] + same_color_as_red[2:]
+    assert referred_objects(same_color_as_sphere, SCENE) == [1, 2]  # the sphere and the other blue object
 
 
 def test_undefined_programs_raise():
