@@ -275,6 +275,9 @@ class Trainer:
         batch = collator(examples)
         if name == "instruct":
             if stage.grounding_weight > 0:
+                if model.config.ignore_images:
+                    raise UserError("stage instruct: grounding_weight > 0 needs the visual tokens, "
+                                    "but codec.ignore_images is set")
                 if data.vqa_referred is None:
                     raise UserError("stage instruct: grounding_weight > 0 needs question programs and scene files "
                                     f"in {self.config.data.clevr_dir}")

@@ -9,6 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from simulator.data.programs import referred_objects
+from simulator.errors import UserError
 from simulator.training.config import DataConfig, TrainConfig
 from simulator.training.data import load_task_data
 from simulator.training.stages import grounding_loss, image_and_answer_columns
@@ -122,3 +123,11 @@ def test_training_with_grounding_moves_attention_onto_the_referred_objects(tiny_
 def test_bad_grounding_settings_are_refused(tiny_data, tmp_path, stages, fragment):
     with pytest.raises(ValidationError, match=fragment):
         make_config(tiny_data, tmp_path, **stages)
+
+
+def test_grounding_without_visual_tokens_is_refused(tiny_data, tmp_path):
+    config = make_config(tiny_data, tmp_path, instruct={"grounding_weight": 1.0})
+    trainer = Trainer(_with_codec(config, ignore_images=True))
+    trainer.prepare()
+    with pytest.raises(UserError, match="ignore_images"):
+        trainer.run_stage("instruct", trainer.fresh_model(), resume=False)
