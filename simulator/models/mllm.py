@@ -202,18 +202,22 @@ class M4SCModel(nn.Module):
                 embeds = torch.cat([visual, text], dim=1)
                 mask = torch.cat([visual_mask, attention_mask], dim=1)
             else:
-                image_at = self._image_columns(input_ids, has_image, prompt_lengths)
+                image_at = self.image_columns(input_ids, has_image, prompt_lengths)
                 embeds = splice(text, visual, image_at)
                 mask = splice(attention_mask, visual_mask, image_at)
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return embeds, mask, position_ids
 
-    def _image_columns(self, input_ids: torch.Tensor, has_image: torch.Tensor,
-                       prompt_lengths: torch.Tensor | None) -> torch.Tensor:
-        """``[batch]`` columns of ``input_ids`` the visual tokens go before (``after_prompt``).
-        Rows without an image keep their masked slots at the front, where they act as padding
-        (at a prompt's end they would be the position the first answer token is predicted from)."""
+    def image_columns(self, input_ids: torch.Tensor, has_image: torch.Tensor,
+                      prompt_lengths: torch.Tensor | None) -> torch.Tensor:
+        """``[batch]`` columns of ``input_ids`` the visual tokens go before, which are also the columns
+        of the first visual token in :meth:`build_inputs`' output: 0 with ``before_prompt``; each
+        prompt's end with ``after_prompt``. Rows without an image keep their masked slots at the
+        front, where they act as padding (at a prompt's end they would be the position the first
+        answer token is predicted from)."""
         batch, length = input_ids.shape
+        if self.config.image_position == "before_prompt":
+            return torch.zeros(batch, dtype=torch.long, device=input_ids.device)
         if prompt_lengths is None:
             ends = torch.full((batch,), length, dtype=torch.long, device=input_ids.device)
         else:
@@ -232,7 +236,7 @@ class M4SCModel(nn.Module):
             return torch.cat([slots, labels], dim=1)
         if has_image is None:
             has_image = torch.ones(labels.shape[0], dtype=torch.bool, device=labels.device)
-        return splice(labels, slots, self._image_columns(input_ids, has_image.to(labels.device), prompt_lengths))
+        return splice(labels, slots, self.image_columns(input_ids, has_image.to(labels.device), prompt_lengths))
 
     def tokenize(self, prompts: list[str], device=None):
         """Left-padded ``input_ids, attention_mask`` ``[batch, L]`` for a list of prompts."""

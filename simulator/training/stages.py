@@ -18,7 +18,7 @@ from simulator.data.collate import IGNORE_INDEX
 from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
-           "instruction_loss", "image_and_answer_columns", "grounding_loss", "joint_loss", "make_channel"]
+           "instruction_loss", "grounding_columns", "grounding_loss", "joint_loss", "make_channel"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
@@ -141,20 +141,21 @@ def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
                    output_attentions=grounded)
     if not grounded:
         return output.loss
-    image_start, answer_from = image_and_answer_columns(model.config.image_position, batch["prompt_lengths"].to(device),
-                                                        grounding.shape[1])
+    image_start, answer_from = grounding_columns(model, batch, grounding.shape[1])
     layers = grounding_layers if grounding_layers is not None else range(1, len(output.attentions))
     attentions = [output.attentions[k][:, 0] for k in layers]
     return output.loss + grounding_weight * grounding_loss(attentions, grounding.to(device), image_start, answer_from)
 
 
-def image_and_answer_columns(image_position: str, prompt_lengths: torch.Tensor, num_patches: int):
-    """In a right-padded training row with an image: ``[B]`` column of the first visual token and
-    ``[B]`` column whose output predicts the first answer token (the prompt's last token, or the
-    last visual token when the image follows the prompt)."""
-    if image_position == "before_prompt":
-        return torch.zeros_like(prompt_lengths), num_patches + prompt_lengths - 1
-    return prompt_lengths, prompt_lengths + num_patches - 1
+def grounding_columns(model, batch: dict, num_patches: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """In the right-padded training rows of ``batch`` (rows with an image): ``[B]`` column of the
+    first visual token (:meth:`~simulator.models.mllm.M4SCModel.image_columns`) and ``[B]`` column
+    whose output predicts the first answer token. The answer follows the prompt and the image in
+    either order, so the latter is ``prompt length + num_patches - 1``."""
+    device = model.channel_encoder.linear.weight.device
+    ids, prompt_lengths = batch["input_ids"].to(device), batch["prompt_lengths"].to(device)
+    image_start = model.image_columns(ids, batch["has_image"].to(device), prompt_lengths)
+    return image_start, prompt_lengths + num_patches - 1
 
 
 def grounding_loss(attentions: list[torch.Tensor], targets: torch.Tensor, image_start: torch.Tensor,

@@ -12,7 +12,7 @@ from simulator.data.programs import referred_objects
 from simulator.errors import UserError
 from simulator.training.config import DataConfig, TrainConfig
 from simulator.training.data import load_task_data
-from simulator.training.stages import grounding_loss, image_and_answer_columns
+from simulator.training.stages import grounding_columns, grounding_loss
 from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
 
@@ -59,7 +59,7 @@ def test_columns_point_at_the_visual_tokens_and_the_first_answer_prediction(tiny
         embeds, _, _ = model.build_inputs(ids, mask, pixels, batch["has_image"], lengths)
         visual = model.encode_images(pixels)
     labels = model.expand_labels(batch["labels"], embeds.shape[1], ids, batch["has_image"], lengths)
-    image_start, answer_from = image_and_answer_columns(image_position, lengths, visual.shape[1])
+    image_start, answer_from = grounding_columns(model, batch, visual.shape[1])
     for b, example in enumerate(examples):
         start = int(image_start[b])
         assert torch.equal(embeds[b, start:start + visual.shape[1]], visual[b])
