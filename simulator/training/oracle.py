@@ -1,0 +1,129 @@
+"""Oracle visual tokens: an upper bound on what stage 2 can learn when the visual tokens are perfect.
+
+Each image is replaced by a uint8 picture whose patch at an object's centre spells that object's
+colour, shape, size and material (from the generator's scene files; see
+``TaskData.patch_targets``), and zero elsewhere; the projector is replaced by embedding tables that
+read those codes, and the vision encoder is bypassed. Everything else is the run's stage 2. With
+``codec.ignore_images`` (the lower bound) it brackets what the vision encoder contributes.
+
+    python -m simulator.training.oracle scenarios/train_tiny.yaml RUN_DIR [--set key=value ...]
+
+``RUN_DIR`` must hold ``stage1_align/final`` and ``tokenizer`` of a run; prints BS VQA accuracy on
+held-out questions, overall and per question family. A diagnostic: the result is not a codec the
+simulator can load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import types
+
+import torch
+from torch import nn
+
+from simulator.data.clevr_stats import FAMILY_NAMES
+from simulator.data.metrics import vqa_accuracy
+from simulator.data.templates import render_prompt
+from simulator.training.data import TaskData, to_pixel_values
+
+__all__ = ["oracle_images", "OracleProjector", "use_oracle_tokens", "oracle_vqa_accuracy"]
+
+CODE_STEP = 20  # grey levels per code: survives the [-1, 1] pixel normalisation exactly
+CODE_LIMITS = (8, 3, 8)  # colour + 1, shape + 1, (size + 1) * 3 + material + 1
+
+
+def oracle_images(data: TaskData, patch_size: int) -> torch.Tensor:
+    """``[N, 3, H, W]`` uint8: the patch holding an object's centre carries its attribute codes."""
+    codes = data.patch_targets(patch_size)  # [N, P, 4], attribute + 1, 0 = no object centre
+    n, num_patches, _ = codes.shape
+    grid = int(round(num_patches ** 0.5))
+    channels = torch.stack([codes[..., 0], codes[..., 1], codes[..., 2] * 3 + codes[..., 3]], 1) * CODE_STEP
+    image = channels.view(n, 3, grid, grid).repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)
+    return image.to(torch.uint8)
+
+
+class OracleProjector(nn.Module):
+    """Pixel values ``[B, 3, H, W]`` of :func:`oracle_images` -> visual tokens ``[B, P, d]``."""
+
+    def __init__(self, hidden_size: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.tables = nn.ModuleList(nn.Embedding(limit + 1, hidden_size) for limit in CODE_LIMITS)
+
+    def codes(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, P]`` int64 codes (rows without an image, all zeros in pixel space, read as clamped codes)."""
+        codes = ((pixel_values + 1) * 127.5 / CODE_STEP).round().long()
+        codes = codes[:, :, :: self.patch_size, :: self.patch_size].flatten(2)
+        limits = torch.tensor(CODE_LIMITS, device=codes.device)[None, :, None]
+        return torch.minimum(codes.clamp(min=0), limits)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        codes = self.codes(pixel_values)
+        return sum(table(codes[:, k]) for k, table in enumerate(self.tables))
+
+
+def use_oracle_tokens(model) -> None:
+    """Swap ``model``'s projector for an :class:`OracleProjector` and bypass its vision encoder."""
+    patch_size = int(model.vision.config.patch_size)
+    device = next(model.parameters()).device
+    model.projector = OracleProjector(model.config.hidden_size, patch_size).to(device)
+    model.encode_images = types.MethodType(lambda self, pixel_values: self.projector(pixel_values), model)
+
+
+@torch.no_grad()
+def oracle_vqa_accuracy(model, data: TaskData, num_questions: int = 1000, batch_size: int = 100) -> dict:
+    """BS accuracy of greedy answers on the first ``num_questions`` of ``data``: overall and per family."""
+    model.eval()
+    images = oracle_images(data, int(model.vision.config.patch_size))
+    rows = data.vqa[:num_questions]
+    instruction = model.config.instructions.get("vqa")
+    device = next(model.parameters()).device
+    answers = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        ids, mask = model.tokenize([render_prompt("vqa", q, "", instruction) for _, q, _, _ in chunk], device=device)
+        pixels = to_pixel_values(images[[row for row, _, _, _ in chunk]]).to(device)
+        generated = model.generate(ids, mask, pixels)
+        answers += model.decode_text(generated.tokens, generated.token_mask)
+    by_family = collections.defaultdict(list)
+    for (_, _, reference, family), answer in zip(rows, answers):
+        by_family[FAMILY_NAMES.get(family, str(family))].append(vqa_accuracy([answer], [reference]))
+    return {"accuracy_bs": vqa_accuracy(answers, [r for _, _, r, _ in rows]), "num_samples": len(rows),
+            "families": {name: {"accuracy_bs": sum(v) / len(v), "num_samples": len(v)} for name, v in by_family.items()}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import json
+
+    from simulator.config_io import load_yaml_config
+    from simulator.evaluation import default_eval_clevr_dir
+    from simulator.models.checkpoint import load_codec
+    from simulator.training.config import TrainConfig
+    from simulator.training.data import load_task_data
+    from simulator.training.trainer import Trainer
+
+    parser = argparse.ArgumentParser(prog="python -m simulator.training.oracle", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("run_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--eval-data", default=None, help="CLEVR-layout folder with a test split (default: the eval set)")
+    parser.add_argument("--num-samples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    config = load_yaml_config(args.config, TrainConfig, args.set + [f"out_dir={args.run_dir}"])
+    trainer = Trainer(config)
+    trainer.prepare()
+    patch_size = int(config.codec_config().vision["patch_size"])
+    trainer.train_data.images = oracle_images(trainer.train_data, patch_size)
+    model = load_codec(config.stage_dir("align") / "final", str(trainer.device))
+    use_oracle_tokens(model)
+    model, _ = trainer.run_stage("instruct", model, resume=False)
+    eval_dir = args.eval_data or default_eval_clevr_dir()
+    test = load_task_data(config.data.model_copy(update={"clevr_dir": str(eval_dir)}), "test")
+    result = oracle_vqa_accuracy(model, test, args.num_samples)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

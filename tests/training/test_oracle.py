@@ -1,0 +1,43 @@
+"""Oracle visual tokens: the pictures spell each object's attributes exactly, and stage 2 trains on them."""
+
+import pytest
+import torch
+
+from simulator.training.data import load_task_data, to_pixel_values
+from simulator.training.oracle import OracleProjector, oracle_images, oracle_vqa_accuracy, use_oracle_tokens
+from simulator.training.trainer import Trainer
+from tests.training.conftest import make_config
+
+
+def test_oracle_pictures_decode_to_the_scene_labels(tiny_data):
+    config = make_config(tiny_data, "unused")
+    data = load_task_data(config.data, "train")
+    patch = 16
+    labels = data.patch_targets(patch)  # [N, P, 4], attribute + 1
+    assert (labels[..., 0] > 0).any()
+    codes = OracleProjector(8, patch).codes(to_pixel_values(oracle_images(data, patch)))
+    assert torch.equal(codes[:, 0], labels[..., 0]) and torch.equal(codes[:, 1], labels[..., 1])
+    assert torch.equal(codes[:, 2], labels[..., 2] * 3 + labels[..., 3])
+    no_image = OracleProjector(8, patch)(torch.zeros(2, 3, 64, 64))  # rows without an image are zeros
+    assert no_image.shape == (2, 16, 8) and torch.isfinite(no_image).all()
+
+
+def test_stage_two_learns_the_oracle_tables(tiny_data, tmp_path):
+    config = make_config(tiny_data, tmp_path, steps=3)
+    trainer = Trainer(config)
+    trainer.prepare()
+    patch = int(config.codec_config().vision["patch_size"])
+    trainer.train_data.images = oracle_images(trainer.train_data, patch)
+    model = trainer.fresh_model()
+    use_oracle_tokens(model)
+    before = [table.weight.detach().clone() for table in model.projector.tables]
+    model, _ = trainer.run_stage("instruct", model, resume=False)
+    assert all(not torch.equal(old, table.weight) for old, table in zip(before, model.projector.tables))
+    pixels = to_pixel_values(trainer.train_data.images[:1])
+    assert torch.equal(model.encode_images(pixels), model.projector(pixels))  # the vision encoder is bypassed
+    test = load_task_data(config.data, "test")
+    result = oracle_vqa_accuracy(model, test, num_questions=6, batch_size=4)
+    assert result["num_samples"] == 6 and 0.0 <= result["accuracy_bs"] <= 1.0
+    families = result["families"].values()
+    assert sum(f["num_samples"] for f in families) == 6
+    assert sum(f["accuracy_bs"] * f["num_samples"] for f in families) / 6 == pytest.approx(result["accuracy_bs"])
