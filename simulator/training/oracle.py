@@ -25,6 +25,7 @@ from torch import nn
 from simulator.data.clevr_stats import FAMILY_NAMES
 from simulator.data.metrics import vqa_accuracy
 from simulator.data.templates import render_prompt
+from simulator.errors import UserError
 from simulator.training.data import TaskData, to_pixel_values
 
 __all__ = ["oracle_images", "OracleProjector", "use_oracle_tokens", "oracle_vqa_accuracy"]
@@ -111,11 +112,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--num-samples", type=int, default=1000)
     args = parser.parse_args(argv)
     config = load_yaml_config(args.config, TrainConfig, args.set + [f"out_dir={args.run_dir}"])
+    start = config.stage_dir("align") / "final"
+    if not (start / "config.json").is_file():
+        raise UserError(f"{start} does not exist: copy a run's stage1_align and tokenizer into {args.run_dir}")
+    if config.stage_dir("instruct").exists():
+        raise UserError(f"{config.stage_dir('instruct')} exists: an oracle run trains stage 2 afresh, use a new RUN_DIR")
     trainer = Trainer(config)
     trainer.prepare()
     patch_size = int(config.codec_config().vision["patch_size"])
     trainer.train_data.images = oracle_images(trainer.train_data, patch_size)
-    model = load_codec(config.stage_dir("align") / "final", str(trainer.device))
+    model = load_codec(start, str(trainer.device))
     use_oracle_tokens(model)
     model, _ = trainer.run_stage("instruct", model, resume=False)
     eval_dir = args.eval_data or default_eval_clevr_dir()
@@ -126,4 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

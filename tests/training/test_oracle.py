@@ -41,3 +41,19 @@ def test_stage_two_learns_the_oracle_tables(tiny_data, tmp_path):
     families = result["families"].values()
     assert sum(f["num_samples"] for f in families) == 6
     assert sum(f["accuracy_bs"] * f["num_samples"] for f in families) / 6 == pytest.approx(result["accuracy_bs"])
+
+
+def test_oracle_run_refuses_a_missing_start_and_a_used_folder(tmp_path):
+    from pathlib import Path
+
+    from simulator.errors import UserError
+    from simulator.training.oracle import main
+
+    recipe = str(Path(__file__).parents[2] / "scenarios" / "train_tiny.yaml")
+    with pytest.raises(UserError, match="stage1_align"):
+        main([recipe, str(tmp_path)])
+    (tmp_path / "stage1_align" / "final").mkdir(parents=True)
+    (tmp_path / "stage1_align" / "final" / "config.json").write_text("{}")
+    (tmp_path / "stage2_instruct").mkdir()
+    with pytest.raises(UserError, match="afresh"):
+        main([recipe, str(tmp_path)])
