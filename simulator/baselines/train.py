@@ -471,7 +471,7 @@ def _vqa_data(config: DeepSCVQATrainConfig, split: str):
     from simulator.training.config import DataConfig
     from simulator.training.data import load_task_data
 
-    data = load_task_data(DataConfig(clevr_dir=config.clevr_dir, text_dir=None, image_size=config.image_size), split)
+    data = load_task_data(DataConfig(clevr_dir=config.clevr_dir, text_dir=None, image_size=config.image_size), split, referred=False)
     if not data.vqa:
         raise UserError(f"{config.clevr_dir}: no answered questions in the {split} split")
     return data

@@ -147,8 +147,9 @@ def ensure_data(data_config) -> None:
                 raise UserError(f"cannot prepare the sentiment corpus in {text}: {err}") from None
 
 
-def load_task_data(data_config, split: str) -> TaskData:
-    """Read one split into memory (images decoded once)."""
+def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
+    """Read one split into memory (images decoded once). ``referred=False`` skips running every
+    question's program on its scene (``vqa_referred``, needed only by the grounding loss)."""
     from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset, load_image
 
     vqa_set = ClevrVQADataset(data_config.clevr_dir, split)
@@ -166,7 +167,7 @@ def load_task_data(data_config, split: str) -> TaskData:
     captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_set.entries]
     scenes = _read_scenes(Path(data_config.clevr_dir), split)
     objects = _scene_objects(scenes, row_of, vqa_set.image_dir, size)
-    referred = _referred_objects(scenes, answered)
+    referred = _referred_objects(scenes, answered) if referred else None
     classify: list[tuple[str, str]] = []
     extra: list[tuple[str, str]] = []
     if data_config.text_dir is not None:

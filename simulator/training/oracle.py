@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     use_oracle_tokens(model)
     model, _ = trainer.run_stage("instruct", model, resume=False)
     eval_dir = args.eval_data or default_eval_clevr_dir()
-    test = load_task_data(config.data.model_copy(update={"clevr_dir": str(eval_dir)}), "test")
+    test = load_task_data(config.data.model_copy(update={"clevr_dir": str(eval_dir)}), "test", referred=False)
     result = oracle_vqa_accuracy(model, test, args.num_samples)
     print(json.dumps(result, indent=2))
     return result

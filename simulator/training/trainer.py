@@ -72,7 +72,8 @@ class Trainer:
         if self.rank == 0:
             ensure_data(self.config.data)
         _barrier()
-        self.train_data = load_task_data(self.config.data, "train")
+        grounded = any(stage.grounding_weight > 0 for stage in self.config.stages.values())
+        self.train_data = load_task_data(self.config.data, "train", referred=grounded)
 
     def tokenizer(self):
         """The run's tokenizer: trained on the training texts once, then reused."""

@@ -131,3 +131,14 @@ def test_grounding_without_visual_tokens_is_refused(tiny_data, tmp_path):
     trainer.prepare()
     with pytest.raises(UserError, match="ignore_images"):
         trainer.run_stage("instruct", trainer.fresh_model(), resume=False)
+
+
+def test_programs_run_only_for_a_grounded_recipe(tiny_data, tmp_path):
+    config = DataConfig(clevr_dir=str(tiny_data / "clevr"), text_dir=str(tiny_data / "text"))
+    assert len(load_task_data(config, "train").vqa_referred) == len(load_task_data(config, "train").vqa)
+    assert load_task_data(config, "train", referred=False).vqa_referred is None
+    plain = Trainer(make_config(tiny_data, tmp_path / "plain"))
+    plain.prepare()
+    grounded = Trainer(make_config(tiny_data, tmp_path / "grounded", instruct={"grounding_weight": 0.5}))
+    grounded.prepare()
+    assert plain.train_data.vqa_referred is None and grounded.train_data.vqa_referred is not None
