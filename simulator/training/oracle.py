@@ -23,10 +23,8 @@ import torch
 from torch import nn
 
 from simulator.data.clevr_stats import FAMILY_NAMES
-from simulator.data.metrics import vqa_accuracy
-from simulator.data.templates import render_prompt
 from simulator.errors import UserError
-from simulator.training.data import TaskData, to_pixel_values
+from simulator.training.data import TaskData
 
 __all__ = ["oracle_images", "OracleProjector", "use_oracle_tokens", "oracle_vqa_accuracy"]
 
@@ -72,26 +70,23 @@ def use_oracle_tokens(model) -> None:
     model.encode_images = types.MethodType(lambda self, pixel_values: self.projector(pixel_values), model)
 
 
-@torch.no_grad()
 def oracle_vqa_accuracy(model, data: TaskData, num_questions: int = 1000, batch_size: int = 100) -> dict:
-    """BS accuracy of greedy answers on the first ``num_questions`` of ``data``: overall and per family."""
+    """BS accuracy (:func:`simulator.evaluation.evaluate`, noise-free) on the first ``num_questions``
+    of ``data`` with oracle pictures: per question family, and overall as their count-weighted mean."""
+    from simulator.evaluation import EvalSample, evaluate
+
     model.eval()
-    images = oracle_images(data, int(model.vision.config.patch_size))
-    rows = data.vqa[:num_questions]
-    instruction = model.config.instructions.get("vqa")
-    device = next(model.parameters()).device
-    answers = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        ids, mask = model.tokenize([render_prompt("vqa", q, "", instruction) for _, q, _, _ in chunk], device=device)
-        pixels = to_pixel_values(images[[row for row, _, _, _ in chunk]]).to(device)
-        generated = model.generate(ids, mask, pixels)
-        answers += model.decode_text(generated.tokens, generated.token_mask)
+    pictures = oracle_images(data, int(model.vision.config.patch_size)).float() / 255  # EvalSample's [0, 1]
     by_family = collections.defaultdict(list)
-    for (_, _, reference, family), answer in zip(rows, answers):
-        by_family[FAMILY_NAMES.get(family, str(family))].append(vqa_accuracy([answer], [reference]))
-    return {"accuracy_bs": vqa_accuracy(answers, [r for _, _, r, _ in rows]), "num_samples": len(rows),
-            "families": {name: {"accuracy_bs": sum(v) / len(v), "num_samples": len(v)} for name, v in by_family.items()}}
+    for row, question, answer, family in data.vqa[:num_questions]:
+        by_family[FAMILY_NAMES.get(family, str(family))].append(EvalSample("vqa", question, [answer], pictures[row]))
+    families = {}
+    for name, samples in by_family.items():
+        row = evaluate(model, samples, "awgn", [float("inf")], batch_size=batch_size)[0]
+        families[name] = {"accuracy_bs": row["accuracy_bs"], "num_samples": row["num_samples"]}
+    total = sum(f["num_samples"] for f in families.values())
+    overall = sum(f["accuracy_bs"] * f["num_samples"] for f in families.values()) / total
+    return {"accuracy_bs": overall, "num_samples": total, "families": families}
 
 
 def main(argv: list[str] | None = None) -> dict:
