@@ -62,11 +62,15 @@ class OracleProjector(nn.Module):
         return sum(table(codes[:, k]) for k, table in enumerate(self.tables))
 
 
-def use_oracle_tokens(model) -> None:
-    """Swap ``model``'s projector for an :class:`OracleProjector` and bypass its vision encoder."""
+def use_oracle_tokens(model, seed: int = 0) -> None:
+    """Swap ``model``'s projector for an :class:`OracleProjector` (tables drawn from ``seed``, the
+    global generator untouched) and bypass its vision encoder."""
     patch_size = int(model.vision.config.patch_size)
     device = next(model.parameters()).device
-    model.projector = OracleProjector(model.config.hidden_size, patch_size).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        projector = OracleProjector(model.config.hidden_size, patch_size)
+    model.projector = projector.to(device)
     model.encode_images = types.MethodType(lambda self, pixel_values: self.projector(pixel_values), model)
 
 
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     patch_size = int(config.codec_config().vision["patch_size"])
     trainer.train_data.images = oracle_images(trainer.train_data, patch_size)
     model = load_codec(start, str(trainer.device))
-    use_oracle_tokens(model)
+    use_oracle_tokens(model, config.seed)
     model, _ = trainer.run_stage("instruct", model, resume=False)
     eval_dir = args.eval_data or default_eval_clevr_dir()
     test = load_task_data(config.data.model_copy(update={"clevr_dir": str(eval_dir)}), "test", referred=False)

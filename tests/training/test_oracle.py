@@ -32,6 +32,11 @@ def test_stage_two_learns_the_oracle_tables(tiny_data, tmp_path):
     model = trainer.fresh_model()
     use_oracle_tokens(model)
     before = [table.weight.detach().clone() for table in model.projector.tables]
+    twin, other = trainer.fresh_model(), trainer.fresh_model()
+    use_oracle_tokens(twin)
+    use_oracle_tokens(other, seed=1)
+    assert all(torch.equal(a, t.weight) for a, t in zip(before, twin.projector.tables))  # a run is reproducible
+    assert not torch.equal(before[0], other.projector.tables[0].weight)
     model, _ = trainer.run_stage("instruct", model, resume=False)
     assert all(not torch.equal(old, table.weight) for old, table in zip(before, model.projector.tables))
     pixels = to_pixel_values(trainer.train_data.images[:1])
