@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-data", default=None, help="CLEVR-layout folder with a test split (default: the eval set)")
     parser.add_argument("--num-samples", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
     config = load_yaml_config(args.config, TrainConfig, args.set + [f"out_dir={args.run_dir}"])
     start = config.stage_dir("align") / "final"
     if not (start / "config.json").is_file():

@@ -58,6 +58,8 @@ def test_oracle_run_refuses_a_missing_start_and_a_used_folder(tmp_path):
     from simulator.training.oracle import main
 
     recipe = str(Path(__file__).parents[2] / "scenarios" / "train_tiny.yaml")
+    with pytest.raises(UserError, match="--num-samples"):
+        main([recipe, str(tmp_path), "--num-samples", "0"])
     with pytest.raises(UserError, match="stage1_align"):
         main([recipe, str(tmp_path)])
     (tmp_path / "stage1_align" / "final").mkdir(parents=True)
