@@ -25,7 +25,10 @@ def add_arguments(parser) -> None:
     clevr.add_argument("--out", required=True, type=Path, help="output directory")
     clevr.add_argument("--num-images", type=int, default=1000, help="images over all splits (default 1000)")
     clevr.add_argument("--seed", type=int, default=0)
-    clevr.add_argument("--image-size", type=int, default=64, choices=(64, 96, 128), help="square image side in pixels")
+    clevr.add_argument("--preset", default="clevr", help="data statistics: clevr (3-10 objects, 64 px) or clevr_small "
+                       "(3-5 objects, 96 px; what the tiny codec is trained on)")
+    clevr.add_argument("--image-size", type=int, default=None, choices=(64, 96, 128),
+                       help="square image side in pixels (default: the preset's)")
     clevr.add_argument("--questions-per-image", type=int, default=10)
     clevr.add_argument("--captions-per-image", type=int, default=5)
     clevr.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test fractions")
@@ -69,10 +72,11 @@ def _print_stats(stats: dict) -> None:
 def _clevr(args) -> int:
     from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
 
-    config = GeneratorConfig(
-        num_images=args.num_images, seed=args.seed, image_size=args.image_size,
-        questions_per_image=args.questions_per_image, captions_per_image=args.captions_per_image,
-        split_fractions=_fractions(args.split_fractions), workers=max(1, args.workers),
+    overrides = {} if args.image_size is None else {"image_size": args.image_size}
+    config = GeneratorConfig.from_preset(
+        args.preset, args.num_images, seed=args.seed, questions_per_image=args.questions_per_image,
+        captions_per_image=args.captions_per_image, split_fractions=_fractions(args.split_fractions),
+        workers=max(1, args.workers), **overrides,
     )
     started = time.perf_counter()
     stats = generate_clevr(args.out, config, overwrite=args.overwrite)
@@ -80,7 +84,8 @@ def _clevr(args) -> int:
     if args.json:
         print(json.dumps(stats))
     else:
-        print(f"wrote {args.num_images} images to {args.out} in {elapsed:.1f} s ({config.workers} workers)")
+        print(f"wrote {args.num_images} images ({config.preset}: {config.min_objects}-{config.max_objects} objects, "
+              f"{config.image_size} px) to {args.out} in {elapsed:.1f} s ({config.workers} workers)")
         _print_stats(stats)
     return 0
 

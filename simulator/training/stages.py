@@ -15,6 +15,7 @@ from torch import nn
 
 from channels.conventions import snr_db_to_no
 from simulator.data.collate import IGNORE_INDEX
+from simulator.models.mllm import OBJECT_CLASSES
 from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
@@ -23,8 +24,6 @@ __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss"
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
 
-# Per-patch scene-graph classes: "no object centre" + each attribute value (simulator.data.attributes).
-OBJECT_CLASSES = (1 + 8, 1 + 3, 1 + 2, 1 + 2)  # colour, shape, size, material
 
 
 class SiglipTextTower(nn.Module):
@@ -55,9 +54,9 @@ class SiglipTextTower(nn.Module):
 def _group_of(name: str) -> str:
     if name.startswith("text_tower."):
         return "siglip_text"
-    if name.startswith("vision."):
+    if name.startswith(("vision.", "object_head.")):
         return "vision"
-    if name.startswith("projector."):
+    if name.startswith(("projector.", "object_position.")):
         return "projector"
     if name.startswith(("channel_encoder.", "channel_decoder.")):
         return "channel_codec"
@@ -108,7 +107,9 @@ def siglip_loss(model, text_tower: SiglipTextTower, images: torch.Tensor, captio
     labels = 2 * torch.eye(logits.shape[0], device=device) - 1
     loss = -F.logsigmoid(labels * logits).sum() / logits.shape[0]
     if object_weight > 0 and patch_targets is not None:
-        object_logits = text_tower.object_head(output.last_hidden_state).split(OBJECT_CLASSES, dim=-1)
+        # A codec with object tokens keeps the head (it picks the objects); otherwise it is stage 0's only.
+        head = model.object_head if hasattr(model, "object_head") else text_tower.object_head
+        object_logits = head(output.last_hidden_state).split(OBJECT_CLASSES, dim=-1)
         targets = patch_targets.to(device)
         loss = loss + object_weight * sum(F.cross_entropy(part.flatten(0, 1), targets[..., k].flatten())
                                           for k, part in enumerate(object_logits))

@@ -279,6 +279,9 @@ class Trainer:
                 if model.config.ignore_images:
                     raise UserError("stage instruct: grounding_weight > 0 needs the visual tokens, "
                                     "but codec.ignore_images is set")
+                if model.config.visual_tokens != "patches":
+                    raise UserError("stage instruct: grounding_weight > 0 supervises attention on patches, "
+                                    "but codec.visual_tokens is 'objects'")
                 if data.vqa_referred is None:
                     raise UserError("stage instruct: grounding_weight > 0 needs question programs and scene files "
                                     f"in {self.config.data.clevr_dir}")

@@ -114,3 +114,36 @@ def test_bad_settings_are_user_errors(tmp_path, bad):
 
     with pytest.raises(UserError):
         generate_clevr(tmp_path, GeneratorConfig(**bad))
+
+
+@pytest.mark.parametrize("preset", ["clevr", "clevr_small"])
+def test_presets_give_their_documented_statistics(tmp_path, preset):
+    from simulator.data.clevr_generator import PRESETS
+
+    settings = PRESETS[preset]
+    stats = generate_clevr(tmp_path, GeneratorConfig.from_preset(preset, 40, seed=5, split_fractions=(0.0, 0.0, 1.0)))
+    assert stats["preset"] == preset and json.loads((tmp_path / "stats.json").read_text())["preset"] == preset
+    scenes = _load(tmp_path, "scenes", "test")
+    counts = [len(scene["objects"]) for scene in scenes]
+    assert settings["min_objects"] <= min(counts) and max(counts) <= settings["max_objects"]
+    assert len(set(counts)) > 1  # the range is drawn from, not pinned to one end
+    with Image.open(tmp_path / "images" / "test" / scenes[0]["image_filename"]) as image:
+        assert image.size == (settings["image_size"], settings["image_size"])
+    assert set(stats["splits"]["test"]["families"]) == {f.name for f in FAMILIES}  # every question family
+
+
+def test_small_preset_keeps_the_answers_balanced(tmp_path):
+    stats = generate_clevr(tmp_path, GeneratorConfig.from_preset("clevr_small", 60, seed=11, split_fractions=(0.0, 0.0, 1.0)))
+    test = stats["splits"]["test"]
+    assert test["majority_accuracy"] <= 0.35
+    for name, family in test["families"].items():
+        assert family["majority_accuracy"] <= 1.0 / len(family["answers"]) + 0.2, name
+
+
+def test_unknown_preset_is_a_user_error(tmp_path):
+    from simulator.errors import UserError
+
+    with pytest.raises(UserError, match="unknown data preset 'huge'; presets are clevr, clevr_small"):
+        generate_clevr(tmp_path, GeneratorConfig(num_images=5, preset="huge"))
+    with pytest.raises(UserError, match="unknown data preset"):
+        GeneratorConfig.from_preset("huge", 5)
