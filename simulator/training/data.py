@@ -49,6 +49,8 @@ class TaskData:
         classify_extra: ``(sentence, label)`` from longer labelled documents (distant supervision:
             each sentence carries its document's label); a classification sample comes from them
             with probability ``extra_share``.
+        missing: parts of the CLEVR layout the folder lacks: "captions" (no captions file),
+            "scenes" (no scene file), "programs" (answered questions without a program).
     """
 
     images: torch.Tensor
@@ -59,6 +61,21 @@ class TaskData:
     vqa_referred: list[tuple[int, ...]] | None = None
     classify_extra: list[tuple[str, str]] | None = None
     extra_share: float = 0.0
+    missing: tuple[str, ...] = ()
+
+    def task_sizes(self) -> dict[str, int]:
+        """Samples per task."""
+        return {"vqa": len(self.vqa), "caption": len(self.captions), "classify": len(self.classify)}
+
+    def image_texts(self) -> list[tuple[int, list[str]]]:
+        """``(image_row, [texts])`` for image-text training: the captions, or where there are none,
+        each image's questions followed by their answers."""
+        if self.captions:
+            return self.captions
+        by_row: dict[int, list[str]] = {}
+        for row, question, answer, _ in self.vqa:
+            by_row.setdefault(row, []).append(f"{question} {answer}")
+        return sorted(by_row.items())
 
     def patch_targets(self, patch_size: int) -> torch.Tensor:
         """Per-patch scene-graph labels ``[N, P, 4]`` int64 (colour, shape, size, material), P = (H/patch)^2.
@@ -153,8 +170,10 @@ def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
     from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset, load_image
 
     vqa_set = ClevrVQADataset(data_config.clevr_dir, split)
-    caption_set = ClevrCaptionDataset(data_config.clevr_dir, split)
-    filenames = sorted({entry["image_filename"] for entry in caption_set.entries}
+    root = Path(data_config.clevr_dir)
+    has_captions = (root / "captions" / f"CLEVR_{split}_captions.json").is_file()
+    caption_entries = ClevrCaptionDataset(root, split).entries if has_captions else []
+    filenames = sorted({entry["image_filename"] for entry in caption_entries}
                        | {q["image_filename"] for q in vqa_set.questions})
     row_of = {name: row for row, name in enumerate(filenames)}
     size = data_config.image_size
@@ -164,10 +183,14 @@ def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
     answered = [q for q in vqa_set.questions if q.get("answer") is not None]
     vqa = [(row_of[q["image_filename"]], q["question"], str(q["answer"]), int(q.get("question_family_index") or 0))
            for q in answered]
-    captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_set.entries]
-    scenes = _read_scenes(Path(data_config.clevr_dir), split)
+    captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_entries]
+    scenes = _read_scenes(root, split)
     objects = _scene_objects(scenes, row_of, vqa_set.image_dir, size)
     referred = _referred_objects(scenes, answered) if referred else None
+    missing = tuple(part for part, absent in (("captions", not has_captions), ("scenes", scenes is None),
+                                               ("programs", not all(q.get("program") for q in answered))) if absent)
+    if missing:
+        logger.warning("%s: %s has no %s", split, root, ", ".join(missing))
     classify: list[tuple[str, str]] = []
     extra: list[tuple[str, str]] = []
     if data_config.text_dir is not None:
@@ -180,7 +203,7 @@ def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
     logger.info("%s: %d images, %d questions, %d captioned images, %d texts, %d extra sentences",
                 split, len(filenames), len(vqa), len(captions), len(classify), len(extra))
     return TaskData(images, vqa, captions, classify, objects, referred, extra or None,
-                    data_config.extra_text_share if extra else 0.0)
+                    data_config.extra_text_share if extra else 0.0, missing)
 
 
 def split_sentences(text: str, min_words: int = 4) -> list[str]:
@@ -241,7 +264,7 @@ def _referred_objects(scenes: dict[str, dict] | None, questions: list[dict]) -> 
 
 def task_weights(tasks: dict[str, float], data: TaskData) -> tuple[list[str], torch.Tensor]:
     """Tasks with data and non-zero weight, and their normalised probabilities."""
-    available = {"vqa": len(data.vqa), "caption": len(data.captions), "classify": len(data.classify)}
+    available = data.task_sizes()
     names = [t for t, w in tasks.items() if w > 0 and available[t] > 0]
     if not names:
         raise UserError("no training data for any task of this stage")
