@@ -140,8 +140,13 @@ class TaskData:
 def ensure_data(data_config) -> None:
     """Generate the CLEVR-like set and prepare the sentiment corpus where they are missing."""
     clevr = Path(data_config.clevr_dir)
-    if not (clevr / "questions" / "CLEVR_train_questions.json").is_file():
-        from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
+    questions = clevr / "questions" / "CLEVR_train_questions.json"
+    if not questions.is_file():
+        from simulator.data.clevr_generator import GeneratorConfig, generate_clevr, is_generated
+
+        images = clevr / "images" / "train"
+        if images.is_dir() and any(images.iterdir()) and not is_generated(clevr):
+            raise UserError(f"missing file: {questions} (a folder of your own needs the train questions)")
 
         logger.info("generating %d CLEVR-like images into %s", data_config.num_images, clevr)
         config = GeneratorConfig(num_images=data_config.num_images, seed=data_config.generator_seed,
