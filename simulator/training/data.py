@@ -241,12 +241,13 @@ def _scene_objects(scenes: dict[str, dict] | None, row_of: dict[str, int], image
     if scenes is None or not row_of:
         return None
     with Image.open(image_dir / next(iter(row_of))) as first:
-        scale = size / first.size[0]  # pixel_coords are in the stored image's frame
+        # pixel_coords are in the stored image's frame (real CLEVR's is 480 x 320, squashed to size^2)
+        scale_x, scale_y = size / first.size[0], size / first.size[1]
     objects: list[list] = [[] for _ in row_of]
     try:
         for name, row in row_of.items():
             if name in scenes:
-                objects[row] = [(o["pixel_coords"][0] * scale, o["pixel_coords"][1] * scale, o["pixel_coords"][2],
+                objects[row] = [(o["pixel_coords"][0] * scale_x, o["pixel_coords"][1] * scale_y, o["pixel_coords"][2],
                                  COLORS.index(o["color"]), SHAPES.index(o["shape"]), SIZES.index(o["size"]),
                                  MATERIALS.index(o["material"])) for o in scenes[name]["objects"]]
     except (KeyError, ValueError, IndexError, TypeError) as err:
