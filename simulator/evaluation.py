@@ -99,9 +99,12 @@ def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None =
     root = Path(data_dir) if data_dir else default_eval_clevr_dir()
     if task == "vqa":
         dataset = ClevrVQADataset(root, split)
-        count = min(num_samples, len(dataset))
+        answered = [i for i, q in enumerate(dataset.questions) if q.get("answer") is not None][:num_samples]
+        if dataset.questions and not answered:
+            raise UserError(f"{root}: the {split} questions have no answers (as in real CLEVR's test split); "
+                            "evaluate on another --split")
         return [EvalSample("vqa", item["question"], [str(item["answer"])], item["image"])
-                for item in (dataset[i] for i in range(count))]
+                for item in (dataset[i] for i in answered)]
     if task == "caption":
         dataset = ClevrCaptionDataset(root, split)
         count = min(num_samples, len(dataset))

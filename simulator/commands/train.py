@@ -5,6 +5,8 @@ baseline when the file says ``model: deepsc`` or ``model: deepsc_vqa``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = ["add_arguments", "main"]
 
 
@@ -43,8 +45,9 @@ def main(args) -> int:
     from simulator.training.trainer import Trainer
 
     distributed = _init_distributed(config)
+    trainer = Trainer(config, progress=True)
     try:
-        result = Trainer(config, progress=True).run(args.stage, resume=args.resume)
+        result = trainer.run(args.stage, resume=args.resume)
     except CheckpointError as err:
         raise UserError(str(err)) from None
     finally:
@@ -53,8 +56,24 @@ def main(args) -> int:
 
             dist.destroy_process_group()
     if not distributed or int(__import__("os").environ.get("RANK", "0")) == 0:
-        print(f"trained codec: {result}")
+        if result == Path(config.out_dir) / "final":
+            card = _write_card(trainer, args)
+            print(f"trained codec: {result} (model card: {card})")
+        else:
+            print(f"trained codec: {result}")
     return 0
+
+
+def _write_card(trainer, args) -> Path:
+    """The model card of a finished run (no scores yet: ``eval`` measures them)."""
+    from simulator.training.model_card import stage_summary, write_model_card
+
+    config = trainer.config
+    log = Path(config.out_dir) / "train_log.csv"
+    command = " ".join(["python -m simulator train", str(args.config)] + [f"--set {o}" for o in args.set]
+                       + ([f"--out {args.out}"] if args.out else []))
+    return write_model_card(Path(config.out_dir) / "final", config, command,
+                            stage_summary(log) if log.is_file() else [], [], data_report=trainer.data_report())
 
 
 def _init_distributed(config) -> bool:

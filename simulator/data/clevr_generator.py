@@ -33,7 +33,8 @@ from simulator.data.render import encode_png
 from simulator.data.scene import SceneConfig, sample_scene
 from simulator.errors import UserError
 
-__all__ = ["SPLITS", "PRESETS", "DEFAULT_PRESET", "preset_settings", "GeneratorConfig", "split_sizes", "image_filename", "generate_clevr", "write_json"]
+__all__ = ["SPLITS", "PRESETS", "DEFAULT_PRESET", "preset_settings", "GeneratorConfig", "split_sizes", "image_filename",
+           "generate_clevr", "is_generated", "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,11 @@ def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def is_generated(root: str | Path) -> bool:
+    """Whether ``root`` holds this generator's output (its ``stats.json`` says so)."""
+    return _made_by_us(Path(root))
 
 
 def _made_by_us(root: Path) -> bool:

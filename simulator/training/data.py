@@ -49,6 +49,8 @@ class TaskData:
         classify_extra: ``(sentence, label)`` from longer labelled documents (distant supervision:
             each sentence carries its document's label); a classification sample comes from them
             with probability ``extra_share``.
+        missing: parts of the CLEVR layout the folder lacks: "captions" (no captions file),
+            "scenes" (no scene file), "programs" (answered questions without a program).
     """
 
     images: torch.Tensor
@@ -59,6 +61,21 @@ class TaskData:
     vqa_referred: list[tuple[int, ...]] | None = None
     classify_extra: list[tuple[str, str]] | None = None
     extra_share: float = 0.0
+    missing: tuple[str, ...] = ()
+
+    def task_sizes(self) -> dict[str, int]:
+        """Samples per task."""
+        return {"vqa": len(self.vqa), "caption": len(self.captions), "classify": len(self.classify)}
+
+    def image_texts(self) -> list[tuple[int, list[str]]]:
+        """``(image_row, [texts])`` for image-text training: the captions, or where there are none,
+        each image's questions followed by their answers."""
+        if self.captions:
+            return self.captions
+        by_row: dict[int, list[str]] = {}
+        for row, question, answer, _ in self.vqa:
+            by_row.setdefault(row, []).append(f"{question} {answer}")
+        return sorted(by_row.items())
 
     def patch_targets(self, patch_size: int) -> torch.Tensor:
         """Per-patch scene-graph labels ``[N, P, 4]`` int64 (colour, shape, size, material), P = (H/patch)^2.
@@ -123,9 +140,13 @@ class TaskData:
 def ensure_data(data_config) -> None:
     """Generate the CLEVR-like set and prepare the sentiment corpus where they are missing."""
     clevr = Path(data_config.clevr_dir)
-    if not (clevr / "questions" / "CLEVR_train_questions.json").is_file():
-        from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
+    questions = clevr / "questions" / "CLEVR_train_questions.json"
+    if not questions.is_file():
+        from simulator.data.clevr_generator import GeneratorConfig, generate_clevr, is_generated
 
+        images = clevr / "images" / "train"
+        if images.is_dir() and any(images.iterdir()) and not is_generated(clevr):
+            raise UserError(f"missing file: {questions} (a folder of your own needs the train questions)")
         logger.info("generating %d CLEVR-like images (preset %s) into %s", data_config.num_images, data_config.preset, clevr)
         config = GeneratorConfig.from_preset(data_config.preset, data_config.num_images, seed=data_config.generator_seed,
                                              image_size=data_config.image_size,
@@ -171,8 +192,10 @@ def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
     from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset, load_image
 
     vqa_set = ClevrVQADataset(data_config.clevr_dir, split)
-    caption_set = ClevrCaptionDataset(data_config.clevr_dir, split)
-    filenames = sorted({entry["image_filename"] for entry in caption_set.entries}
+    root = Path(data_config.clevr_dir)
+    has_captions = (root / "captions" / f"CLEVR_{split}_captions.json").is_file()
+    caption_entries = ClevrCaptionDataset(root, split).entries if has_captions else []
+    filenames = sorted({entry["image_filename"] for entry in caption_entries}
                        | {q["image_filename"] for q in vqa_set.questions})
     row_of = {name: row for row, name in enumerate(filenames)}
     size = data_config.image_size
@@ -182,10 +205,14 @@ def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
     answered = [q for q in vqa_set.questions if q.get("answer") is not None]
     vqa = [(row_of[q["image_filename"]], q["question"], str(q["answer"]), int(q.get("question_family_index") or 0))
            for q in answered]
-    captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_set.entries]
-    scenes = _read_scenes(Path(data_config.clevr_dir), split)
+    captions = [(row_of[e["image_filename"]], list(e["captions"])) for e in caption_entries]
+    scenes = _read_scenes(root, split)
     objects = _scene_objects(scenes, row_of, vqa_set.image_dir, size)
     referred = _referred_objects(scenes, answered) if referred else None
+    missing = tuple(part for part, absent in (("captions", not has_captions), ("scenes", scenes is None),
+                                               ("programs", not all(q.get("program") for q in answered))) if absent)
+    if missing:
+        logger.warning("%s: %s has no %s", split, root, ", ".join(missing))
     classify: list[tuple[str, str]] = []
     extra: list[tuple[str, str]] = []
     if data_config.text_dir is not None:
@@ -198,7 +225,7 @@ def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:
     logger.info("%s: %d images, %d questions, %d captioned images, %d texts, %d extra sentences",
                 split, len(filenames), len(vqa), len(captions), len(classify), len(extra))
     return TaskData(images, vqa, captions, classify, objects, referred, extra or None,
-                    data_config.extra_text_share if extra else 0.0)
+                    data_config.extra_text_share if extra else 0.0, missing)
 
 
 def split_sentences(text: str, min_words: int = 4) -> list[str]:
@@ -231,12 +258,13 @@ def _scene_objects(scenes: dict[str, dict] | None, row_of: dict[str, int], image
     if scenes is None or not row_of:
         return None
     with Image.open(image_dir / next(iter(row_of))) as first:
-        scale = size / first.size[0]  # pixel_coords are in the stored image's frame
+        # pixel_coords are in the stored image's frame (real CLEVR's is 480 x 320, squashed to size^2)
+        scale_x, scale_y = size / first.size[0], size / first.size[1]
     objects: list[list] = [[] for _ in row_of]
     try:
         for name, row in row_of.items():
             if name in scenes:
-                objects[row] = [(o["pixel_coords"][0] * scale, o["pixel_coords"][1] * scale, o["pixel_coords"][2],
+                objects[row] = [(o["pixel_coords"][0] * scale_x, o["pixel_coords"][1] * scale_y, o["pixel_coords"][2],
                                  COLORS.index(o["color"]), SHAPES.index(o["shape"]), SIZES.index(o["size"]),
                                  MATERIALS.index(o["material"])) for o in scenes[name]["objects"]]
     except (KeyError, ValueError, IndexError, TypeError) as err:
@@ -259,7 +287,7 @@ def _referred_objects(scenes: dict[str, dict] | None, questions: list[dict]) -> 
 
 def task_weights(tasks: dict[str, float], data: TaskData) -> tuple[list[str], torch.Tensor]:
     """Tasks with data and non-zero weight, and their normalised probabilities."""
-    available = {"vqa": len(data.vqa), "caption": len(data.captions), "classify": len(data.classify)}
+    available = data.task_sizes()
     names = [t for t, w in tasks.items() if w > 0 and available[t] > 0]
     if not names:
         raise UserError("no training data for any task of this stage")

@@ -1,4 +1,5 @@
-"""The model card of a trained codec: data, stages (steps, time), command, commit, measured scores."""
+"""The model card of a trained codec: data (and what it lacked), stages (steps, time), command,
+commit, measured scores."""
 
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[di
 
 
 def write_model_card(checkpoint_dir: str | Path, train_config, command: str, stages: list[dict],
-                     scores: list[dict], notes: str = "") -> Path:
-    """Write ``MODEL_CARD.md`` and ``model_card.json`` into ``checkpoint_dir``."""
+                     scores: list[dict], notes: str = "", data_report: dict | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` and ``model_card.json`` into ``checkpoint_dir``. ``data_report``
+    (:meth:`~simulator.training.trainer.Trainer.data_report`) describes a folder the generator did
+    not make and lists the parts the data lacked and what the stages did instead."""
     checkpoint_dir = Path(checkpoint_dir)
     card = {
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -64,21 +67,24 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
         "total_train_time_s": round(sum(s["time_s"] for s in stages), 1),
         "scores": scores,
     }
+    if data_report is not None:
+        card["data_report"] = data_report
     (checkpoint_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     lines = [
         f"# M4SC codec, profile `{card['profile']}`", "",
         f"Trained with `{command}` at commit `{card['commit']}` ({card['machine']}).", "",
         "## Data", "",
-        f"CLEVR-like images: {train_config.data.num_images} generated with seed {train_config.data.generator_seed} "
-        f"at {train_config.data.image_size} px, {train_config.data.questions_per_image} questions per image; "
-        f"sentiment: `{train_config.data.text_source}` corpus, subset `{train_config.data.text_subset}`. "
-        "Test scores below use test data generated with seed 12345 (never used in training).", "",
+        *_data_lines(train_config.data, data_report, with_scores=bool(scores)),
         "## Stages", "",
         "| stage | steps | final loss | wall time (s) |", "|---|---|---|---|",
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s['final_loss']} | {s['time_s']} |" for s in stages]
-    lines += ["", f"Total training time: {card['total_train_time_s'] / 3600:.2f} h.", "", "## Scores", "",
-              "| task | channel | snr_db | metric | value | BS output | samples |", "|---|---|---|---|---|---|---|"]
+    lines += ["", f"Total training time: {card['total_train_time_s'] / 3600:.2f} h.", "", "## Scores", ""]
+    if scores:
+        lines += ["| task | channel | snr_db | metric | value | BS output | samples |", "|---|---|---|---|---|---|---|"]
+    else:
+        lines.append(f"Not measured yet: `python -m simulator eval --checkpoint {checkpoint_dir} --task vqa "
+                     "--snr-db inf 10 0` (add `--data FOLDER` for your own test split).")
     for row in scores:
         metric = "accuracy" if "accuracy" in row else "bleu"
         snr = "noise-free" if row["snr_db"] is None else row["snr_db"]
@@ -89,3 +95,24 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
     path = checkpoint_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _data_lines(data_config, report: dict | None, with_scores: bool) -> list[str]:
+    """The Data section: the generated set's settings or the user's folder, then what it lacked."""
+    sentiment = (f"sentiment: `{data_config.text_source}` corpus, subset `{data_config.text_subset}`"
+                 if data_config.text_dir is not None else "no sentiment corpus")
+    if report is None or report["generated"]:
+        lines = [f"CLEVR-like images: {data_config.num_images} generated with seed {data_config.generator_seed} "
+                 f"at {data_config.image_size} px, {data_config.questions_per_image} questions per image; {sentiment}."
+                 + (" Test scores below use test data generated with seed 12345 (never used in training)."
+                    if with_scores else ""), ""]
+    else:
+        lines = [f"Own CLEVR-layout folder `{report['clevr_dir']}` at {data_config.image_size} px: "
+                 f"{report['train_images']} training images, {report['train_questions']} answered questions, "
+                 f"{report['captioned_images']} captioned images; {sentiment}.", ""]
+    if report is not None and (report["missing"] or report["fallbacks"]):
+        missing = ", ".join(report["missing"]) or "nothing"
+        lines += [f"Missing from the training data: {missing}. What the stages did instead:", ""]
+        lines += [f"- {note}" for note in report["fallbacks"]] or ["- nothing: no stage needed them"]
+        lines.append("")
+    return lines

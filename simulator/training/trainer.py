@@ -62,6 +62,7 @@ class Trainer:
         self.progress = progress and self.rank == 0
         self.out_dir = Path(config.out_dir)
         self.train_data: TaskData | None = None
+        self._image_texts: list[tuple[int, list[str]]] | None = None
         self._patch_target_cache: torch.Tensor | None = None
 
     # ---- set-up ------------------------------------------------------------------------------
@@ -74,6 +75,42 @@ class Trainer:
         _barrier()
         grounded = any(stage.grounding_weight > 0 for stage in self.config.stages.values())
         self.train_data = load_task_data(self.config.data, "train", referred=grounded)
+
+    def fallbacks(self, name: str) -> list[str]:
+        """What stage ``name`` does instead where the training data lacks a part it uses, one
+        sentence each (logged at the stage's start and recorded in the model card). Raises
+        UserError when the stage has nothing to train on."""
+        data, stage, folder = self.train_data, self.config.stages[name], self.config.data.clevr_dir
+        notes = []
+        if name in ("vision", "align") and not data.captions:
+            if not data.vqa:
+                raise UserError(f"stage {name}: {folder} has neither captions nor answered questions for the train split")
+            notes.append("stage vision: no captions, so the SigLIP texts are each image's questions followed by their answers"
+                         if name == "vision" else "stage align: no captions, so it aligns on the question/answer pairs instead")
+        if name == "vision" and stage.object_weight > 0 and data.objects is None:
+            notes.append(f"stage vision: no scene files, so the scene-graph loss (object_weight {stage.object_weight:g}) "
+                         "is left out")
+        if name == "lm" and not any(data.task_sizes().values()):
+            raise UserError(f"stage lm: no texts to learn from in {folder} or the sentiment corpus")
+        if name == "lm" and not data.captions:
+            notes.append("stage lm: no captions, so the language model learns from the other task texts only")
+        if name in ("instruct", "joint"):
+            sizes = data.task_sizes()
+            dropped = [task for task, weight in stage.tasks.items() if weight > 0 and not sizes[task]]
+            if dropped:
+                notes.append(f"stage {name}: no {' or '.join(dropped)} data, so the task mixture leaves it out")
+        return notes
+
+    def data_report(self) -> dict:
+        """What the run trained on, for the model card: the folder, its train-split counts, the parts
+        it lacks (see ``TaskData.missing``) and every stage's fallbacks."""
+        from simulator.data.clevr_generator import is_generated
+
+        data = self.train_data
+        return {"clevr_dir": self.config.data.clevr_dir, "generated": is_generated(self.config.data.clevr_dir),
+                "train_images": len(data.images), "train_questions": len(data.vqa),
+                "captioned_images": len(data.captions), "missing": list(data.missing),
+                "fallbacks": [note for name in self.config.stage_names("all") for note in self.fallbacks(name)]}
 
     def tokenizer(self):
         """The run's tokenizer: trained on the training texts once, then reused."""
@@ -154,6 +191,8 @@ class Trainer:
         if checkpoint_dir.exists() and not resume:
             raise UserError(f"{checkpoint_dir} exists from an interrupted run: pass --resume to continue it, "
                             f"or delete it to start the stage again")
+        for note in self.fallbacks(name):
+            logger.warning(note)
         text_tower = None
         if name == "vision":
             tok = model.tokenizer
@@ -245,10 +284,12 @@ class Trainer:
     def _loss(self, name, stage, model, text_tower, collator, task_names, probabilities, generator):
         data = self.train_data
         if name == "vision":
-            rows = torch.randint(len(data.captions), (stage.batch_size,), generator=generator)
+            if self._image_texts is None:
+                self._image_texts = data.image_texts()
+            rows = torch.randint(len(self._image_texts), (stage.batch_size,), generator=generator)
             images, captions = [], []
             for row in rows.tolist():
-                image_row, refs = data.captions[row]
+                image_row, refs = self._image_texts[row]
                 images.append(data.images[image_row])
                 captions.append(refs[int(torch.randint(len(refs), (1,), generator=generator))])
             ids = model.tokenizer(captions, padding="max_length", truncation=True,
@@ -256,20 +297,21 @@ class Trainer:
             # SigLIP pools the last position: right-pad so it always sees the whole caption.
             ids = _right_align_padding(ids, model.tokenizer.pad_token_id)
             targets = None
-            if stage.object_weight > 0:
+            if stage.object_weight > 0 and data.objects is not None:  # without scenes: see fallbacks()
                 targets = self._patch_targets(int(model.vision.config.patch_size))[rows]
             return stage_fns.siglip_loss(model, text_tower, torch.stack(images), ids.to(self.device),
                                          targets, stage.object_weight)
         if name == "lm":
-            tasks = ("vqa", "caption", "classify")
-            examples = [data.sample(tasks[int(torch.randint(3, (1,), generator=generator))], generator)
-                        if data.classify else data.sample(("vqa", "caption")[i % 2], generator)
+            tasks = [task for task, size in data.task_sizes().items() if size]
+            examples = [data.sample(tasks[int(torch.randint(len(tasks), (1,), generator=generator))], generator)
+                        if data.classify else data.sample(tasks[i % len(tasks)], generator)
                         for i in range(stage.batch_size)]
             for example in examples:
                 example["image"] = None
             return stage_fns.lm_loss(model, collator(examples))
         if name == "align":
-            examples = [data.sample("caption", generator) for _ in range(stage.batch_size)]
+            task = "caption" if data.captions else "vqa"  # see fallbacks()
+            examples = [data.sample(task, generator) for _ in range(stage.batch_size)]
             return stage_fns.instruction_loss(model, collator(examples))
         picks = torch.multinomial(probabilities, stage.batch_size, replacement=True, generator=generator)
         examples = [data.sample(task_names[i], generator) for i in picks.tolist()]
@@ -293,12 +335,10 @@ class Trainer:
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight)
 
     def _patch_targets(self, patch_size: int) -> torch.Tensor:
-        """Per-caption-row patch labels ``[len(captions), P, 4]``, built once."""
+        """Patch labels ``[len(image_texts), P, 4]`` of the vision stage's image-text rows, built once."""
         if self._patch_target_cache is None:
-            if not self.train_data.objects:
-                raise UserError(f"stage vision: object_weight > 0 needs scene files in {self.config.data.clevr_dir}/scenes")
             per_image = self.train_data.patch_targets(patch_size)
-            self._patch_target_cache = per_image[torch.tensor([row for row, _ in self.train_data.captions])]
+            self._patch_target_cache = per_image[torch.tensor([row for row, _ in self._image_texts])]
         return self._patch_target_cache
 
     def _save_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer, step: int) -> None:
