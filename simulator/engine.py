@@ -475,8 +475,8 @@ def build_channel(scenario: Scenario, symbols_per_token: int, equalizer: str | N
 
 def resolve_clevr_dir(data, split: str) -> Path:
     """The CLEVR-layout folder of the run: ``data.clevr_dir``, or an eval set generated once into
-    ``data.cache_dir`` (default ``~/.cache/m4sc/clevr-eval-<seed>-<num_images>``, the folder the
-    ``eval`` command uses too) with all images in the test split."""
+    ``data.cache_dir`` (default :func:`~simulator.scenario.eval_set_dir`, the folder the ``eval``
+    command uses too) with all images in the test split, of preset ``data.preset``."""
     if data.clevr_dir is not None:
         root = Path(data.clevr_dir).expanduser()
         if not root.is_dir():
@@ -484,12 +484,16 @@ def resolve_clevr_dir(data, split: str) -> Path:
         return root
     from simulator.evaluation import ensure_eval_set
 
+    from simulator.scenario import eval_set_dir
+
     root = Path(data.cache_dir).expanduser() if data.cache_dir else \
-        Path.home() / ".cache" / "m4sc" / f"clevr-eval-{data.generator_seed}-{data.num_images}"
+        eval_set_dir(data.preset, data.generator_seed, data.num_images)
     if not (root / "questions" / f"CLEVR_{split}_questions.json").is_file():
-        logger.info("generating %d CLEVR-like test images (seed %d) into %s", data.num_images, data.generator_seed, root)
+        logger.info("generating %d CLEVR-like test images (preset %s, seed %d) into %s", data.num_images, data.preset,
+                    data.generator_seed, root)
         try:
-            ensure_eval_set(root, data.generator_seed, data.num_images, own_cache=data.cache_dir is None)
+            ensure_eval_set(root, data.generator_seed, data.num_images, own_cache=data.cache_dir is None,
+                            preset=data.preset)
         except UserError as err:
             raise UserError(f"data.cache_dir: cannot generate the eval set in {root}: {err}") from None
     return root

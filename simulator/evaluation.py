@@ -17,6 +17,7 @@ import torch
 
 from simulator.errors import UserError
 from simulator.scenario import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
+from simulator.scenario import SHIPPED_DATA_PRESET, eval_set_dir
 
 __all__ = ["ensure_eval_set", "EvalSample", "load_eval_samples", "evaluate", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
 
@@ -42,15 +43,15 @@ class EvalSample:
     image: torch.Tensor | None = None
 
 
-def default_eval_clevr_dir(num_images: int = 300) -> Path:
-    """A CLEVR-like test set generated with :data:`EVAL_DATA_SEED` into the user cache (made once)."""
-    root = Path.home() / ".cache" / "m4sc" / f"clevr-eval-{EVAL_DATA_SEED}-{num_images}"
-    ensure_eval_set(root, EVAL_DATA_SEED, num_images)
+def default_eval_clevr_dir(num_images: int = 300, preset: str = SHIPPED_DATA_PRESET) -> Path:
+    """A CLEVR-like test set of ``preset`` generated with :data:`EVAL_DATA_SEED` into the user cache (made once)."""
+    root = eval_set_dir(preset, EVAL_DATA_SEED, num_images)
+    ensure_eval_set(root, EVAL_DATA_SEED, num_images, preset=preset)
     return root
 
 
-def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = True) -> None:
-    """Generate a test-only CLEVR-like set into ``root`` unless it is there already.
+def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = True, preset: str = "clevr") -> None:
+    """Generate a test-only CLEVR-like set of ``preset`` into ``root`` unless it is there already.
 
     Safe when several processes ask at once (sweep workers on a fresh machine): each writes a
     private temporary folder and renames it into place; the first rename wins and the others
@@ -66,7 +67,7 @@ def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = Tr
     marker = root / "questions" / "CLEVR_test_questions.json"
     if marker.is_file():
         return
-    config = GeneratorConfig(num_images=num_images, seed=seed, split_fractions=(0.0, 0.0, 1.0))
+    config = GeneratorConfig.from_preset(preset, num_images, seed=seed, split_fractions=(0.0, 0.0, 1.0))
     if root.exists() and not own_cache:
         generate_clevr(root, config)
         return
@@ -86,8 +87,10 @@ def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = Tr
 
 
 def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None = None, split: str = "test",
-                      text_dir: str | Path | None = None, subset: str = "sentences") -> list[EvalSample]:
-    """The first ``num_samples`` samples of ``task`` from a CLEVR-layout folder or a sentiment corpus."""
+                      text_dir: str | Path | None = None, subset: str = "sentences",
+                      preset: str = SHIPPED_DATA_PRESET) -> list[EvalSample]:
+    """The first ``num_samples`` samples of ``task`` from a CLEVR-layout folder (None: the generated
+    eval set of ``preset``) or a sentiment corpus."""
     from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset
 
     if task == "classify":
@@ -96,7 +99,7 @@ def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None =
         root = Path(text_dir) if text_dir else Path(DEFAULT_TEXT_DIR).expanduser()
         corpus = SentimentCorpusDataset(root, split, subset)
         return [EvalSample("classify", s["text"], [s["label"]]) for s in corpus.samples[:num_samples]]
-    root = Path(data_dir) if data_dir else default_eval_clevr_dir()
+    root = Path(data_dir) if data_dir else default_eval_clevr_dir(preset=preset)
     if task == "vqa":
         dataset = ClevrVQADataset(root, split)
         answered = [i for i, q in enumerate(dataset.questions) if q.get("answer") is not None][:num_samples]

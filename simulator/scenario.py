@@ -46,6 +46,8 @@ __all__ = [
     "TASKS",
     "CHANNEL_NAMES",
     "SHIPPED_CHECKPOINT",
+    "SHIPPED_DATA_PRESET",
+    "eval_set_dir",
     "load_scenario",
 ]
 
@@ -57,6 +59,16 @@ CHANNEL_NAMES = ("awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma")
 _MANAGED_CHANNEL_PARAMS = ("num_users", "seed", "carrier_frequency", "max_speed")
 #: The trained tiny checkpoint that ships with the package (put there by training).
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "m4sc_tiny"
+# The data preset (simulator.data.clevr_generator.PRESETS) the shipped codecs were trained on: what
+# generated eval sets default to, so a scenario scores a codec on the statistics it learnt.
+SHIPPED_DATA_PRESET = "clevr"
+
+
+def eval_set_dir(preset: str, seed: int, num_images: int) -> Path:
+    """Where a generated eval set lives in the user cache: ``~/.cache/m4sc/clevr-eval-[<preset>-]<seed>-<N>``
+    (the ``clevr`` preset keeps the name sets had before presets existed)."""
+    name = f"{seed}-{num_images}" if preset == "clevr" else f"{preset}-{seed}-{num_images}"
+    return Path.home() / ".cache" / "m4sc" / f"clevr-eval-{name}"
 
 
 class _Strict(BaseModel):
@@ -85,6 +97,8 @@ class DataSection(_Strict):
 
     clevr_dir: str | None = Field(default=None, description="CLEVR-layout folder; None: generate an eval set")
     split: Literal["train", "val", "test"] = "test"
+    preset: Literal["clevr", "clevr_small"] = Field(default=SHIPPED_DATA_PRESET,
+                                                    description="statistics of the generated eval set")
     generator_seed: int = Field(default=12345, ge=0, description="seed of the generated eval set (not a training seed)")
     num_images: int = Field(default=300, ge=1, description="images of the generated eval set (10 questions each)")
     cache_dir: str | None = Field(default=None, description="where to generate; None: ~/.cache/m4sc/clevr-eval-...")

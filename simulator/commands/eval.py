@@ -30,7 +30,9 @@ def add_arguments(parser) -> None:
                         help="Es/N0 in dB; 'inf' or 'none' = noise-free (default)")
     parser.add_argument("--num-samples", type=int, default=500)
     parser.add_argument("--data", default=None,
-                        help="CLEVR-layout folder (default: a test set generated with seed 12345 in ~/.cache/m4sc)")
+                        help="CLEVR-layout folder (default: a test set of --preset generated with seed 12345 in ~/.cache/m4sc)")
+    parser.add_argument("--preset", default=None, choices=("clevr", "clevr_small"),
+                        help="statistics of the generated test set (default: those the shipped codec was trained on)")
     parser.add_argument("--text-data", default=None, help="sentiment corpus folder (default: ~/.cache/m4sc/text)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the channel draws")
@@ -59,7 +61,12 @@ def main(args) -> int:
     except CheckpointError as err:
         raise UserError(str(err)) from None
     torch.manual_seed(args.seed)
-    samples = load_eval_samples(args.task, args.num_samples, args.data, args.split, args.text_data)
+    from simulator.scenario import SHIPPED_DATA_PRESET
+
+    if args.preset is not None and args.data is not None:
+        raise UserError("--preset chooses the generated test set; it cannot apply to --data")
+    samples = load_eval_samples(args.task, args.num_samples, args.data, args.split, args.text_data,
+                                preset=args.preset or SHIPPED_DATA_PRESET)
     rows = evaluate(model, samples, args.channel, list(args.snr_db), seed=args.seed, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -200,6 +200,14 @@ class _Setup:
             config["placement"]["bandwidth_hz"] = self.grid.bandwidth_hz
         return config
 
+    def data_preset(self) -> str | None:
+        """The preset of the CLEVR-like tasks: the generated eval set's, or that recorded in the
+        ``stats.json`` of ``data.clevr_dir`` (None for a folder this project did not generate)."""
+        from simulator.data.clevr_generator import data_preset
+
+        data = self.scenario.data
+        return data.preset if data.clevr_dir is None else data_preset(Path(data.clevr_dir).expanduser())
+
     def manifest(self) -> dict:
         from simulator.results import checkpoint_hash
 
@@ -212,6 +220,7 @@ class _Setup:
             "checkpoint": str(self.checkpoint),
             "checkpoint_sha256": checkpoint_hash(self.checkpoint),
             "codec_profile": self.codec.config.profile,
+            "data_preset": self.data_preset(),
             "bits_per_real": self.scenario.accounting.bits_per_real,
             "symbols_per_token": self.symbols_per_token,
             "max_new_tokens": self.max_new_tokens,

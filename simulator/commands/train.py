@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, help="run folder (overrides out_dir)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set stages.joint.steps=100 (repeatable)")
+    parser.add_argument("--score", action="store_true",
+                        help="after the last stage, score the codec on the held-out sets into its model card (~5 min on CPU)")
 
 
 def main(args) -> int:
@@ -65,15 +67,21 @@ def main(args) -> int:
 
 
 def _write_card(trainer, args) -> Path:
-    """The model card of a finished run (no scores yet: ``eval`` measures them)."""
+    """The model card of a finished run, with held-out scores when ``--score`` asks for them."""
     from simulator.training.model_card import stage_summary, write_model_card
 
     config = trainer.config
     log = Path(config.out_dir) / "train_log.csv"
     command = " ".join(["python -m simulator train", str(args.config)] + [f"--set {o}" for o in args.set]
                        + ([f"--out {args.out}"] if args.out else []))
+    scores = []
+    if args.score:
+        from simulator.training.model_card import score_codec
+
+        scores = score_codec(Path(config.out_dir) / "final", config.data.preset, config.data.text_dir,
+                             config.data.text_subset)
     return write_model_card(Path(config.out_dir) / "final", config, command,
-                            stage_summary(log) if log.is_file() else [], [], data_report=trainer.data_report())
+                            stage_summary(log) if log.is_file() else [], scores, data_report=trainer.data_report())
 
 
 def _init_distributed(config) -> bool:

@@ -34,7 +34,7 @@ from simulator.data.scene import SceneConfig, sample_scene
 from simulator.errors import UserError
 
 __all__ = ["SPLITS", "PRESETS", "DEFAULT_PRESET", "preset_settings", "GeneratorConfig", "split_sizes", "image_filename",
-           "generate_clevr", "is_generated", "write_json"]
+           "generate_clevr", "is_generated", "data_preset", "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,14 @@ def write_json(path: Path, payload: dict) -> None:
 def is_generated(root: str | Path) -> bool:
     """Whether ``root`` holds this generator's output (its ``stats.json`` says so)."""
     return _made_by_us(Path(root))
+
+
+def data_preset(clevr_dir: str | Path) -> str | None:
+    """The preset a folder made by this project's generator was made with (``stats.json``; sets from
+    before presets existed are ``clevr``); None for any other CLEVR-layout folder."""
+    if not _made_by_us(Path(clevr_dir)):
+        return None
+    return str(json.loads((Path(clevr_dir) / "stats.json").read_text(encoding="utf-8")).get("preset", "clevr"))
 
 
 def _made_by_us(root: Path) -> bool:

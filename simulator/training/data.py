@@ -15,7 +15,7 @@ import torch
 
 from simulator.errors import UserError
 
-__all__ = ["TaskData", "ensure_data", "data_preset", "load_task_data", "batch_generator", "to_pixel_values", "split_sentences"]
+__all__ = ["TaskData", "ensure_data", "load_task_data", "batch_generator", "to_pixel_values", "split_sentences"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,8 @@ def ensure_data(data_config) -> None:
                                              questions_per_image=data_config.questions_per_image, workers=2)
         config.validate()
         generate_clevr(clevr, config, overwrite=False)
+    from simulator.data.clevr_generator import data_preset
+
     made_with = data_preset(clevr)
     if made_with is not None and made_with != data_config.preset:
         raise UserError(f"{clevr} holds preset {made_with!r} data, the recipe asks for {data_config.preset!r}: "
@@ -170,20 +172,6 @@ def ensure_data(data_config) -> None:
                 raise
             except Exception as err:  # network or archive problems, reported as one line
                 raise UserError(f"cannot prepare the sentiment corpus in {text}: {err}") from None
-
-
-def data_preset(clevr_dir: str | Path) -> str | None:
-    """The preset a folder made by this project's generator was made with (``stats.json``; sets from
-    before presets existed are ``clevr``); None for any other CLEVR-layout folder."""
-    import json
-
-    try:
-        stats = json.loads((Path(clevr_dir) / "stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(stats, dict) or "generator" not in stats:
-        return None
-    return str(stats.get("preset", "clevr"))
 
 
 def load_task_data(data_config, split: str, referred: bool = True) -> TaskData:

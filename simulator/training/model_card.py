@@ -10,7 +10,14 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["stage_summary", "git_commit", "write_model_card"]
+__all__ = ["stage_summary", "git_commit", "write_model_card", "SCORE_PLAN", "score_codec"]
+
+# The card's score table: task, held-out samples, then (channel, SNRs in dB; inf = noise-free).
+SCORE_PLAN = (
+    ("vqa", 1000, (("awgn", (float("inf"),)), ("awgn", (20.0, 10.0, 0.0, -5.0)), ("rayleigh", (20.0, 10.0, 0.0)))),
+    ("classify", 400, (("awgn", (float("inf"), 10.0, 0.0)),)),
+    ("caption", 300, (("awgn", (float("inf"), 10.0)),)),
+)
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -48,6 +55,25 @@ def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[di
                         "final_loss": round(sum(tail) / len(tail), 4),
                         "time_s": round(entry.pop("done_s") + entry.pop("segment_s"), 1)})
     return summary
+
+
+def score_codec(checkpoint_dir: str | Path, preset: str, text_dir: str | Path | None = None,
+                text_subset: str = "sentences", plan=SCORE_PLAN) -> list[dict]:
+    """Rows of :func:`simulator.evaluation.evaluate` for ``plan`` on the held-out test sets: the
+    eval set of ``preset`` (seed 12345) and the sentiment corpus' test split (``text_dir``)."""
+    import torch
+
+    from simulator.evaluation import evaluate, load_eval_samples
+    from simulator.models.checkpoint import load_codec
+
+    model = load_codec(checkpoint_dir, "cpu", inference=True)
+    rows = []
+    for task, count, settings in plan:
+        samples = load_eval_samples(task, count, text_dir=text_dir, subset=text_subset, preset=preset)
+        for channel, snrs in settings:
+            torch.manual_seed(0)
+            rows += evaluate(model, samples, channel, list(snrs), seed=0)
+    return rows
 
 
 def write_model_card(checkpoint_dir: str | Path, train_config, command: str, stages: list[dict],
@@ -102,9 +128,14 @@ def _data_lines(data_config, report: dict | None, with_scores: bool) -> list[str
     sentiment = (f"sentiment: `{data_config.text_source}` corpus, subset `{data_config.text_subset}`"
                  if data_config.text_dir is not None else "no sentiment corpus")
     if report is None or report["generated"]:
-        lines = [f"CLEVR-like images: {data_config.num_images} generated with seed {data_config.generator_seed} "
-                 f"at {data_config.image_size} px, {data_config.questions_per_image} questions per image; {sentiment}."
-                 + (" Test scores below use test data generated with seed 12345 (never used in training)."
+        from simulator.data.clevr_generator import PRESETS
+
+        objects = PRESETS[data_config.preset]
+        lines = [f"CLEVR-like images of the `{data_config.preset}` preset ({objects['min_objects']}-"
+                 f"{objects['max_objects']} objects per scene): {data_config.num_images} generated with seed "
+                 f"{data_config.generator_seed} at {data_config.image_size} px, {data_config.questions_per_image} "
+                 f"questions per image; {sentiment}."
+                 + (f" Test scores below use `{data_config.preset}` test data generated with seed 12345 (never used in training)."
                     if with_scores else ""), ""]
     else:
         lines = [f"Own CLEVR-layout folder `{report['clevr_dir']}` at {data_config.image_size} px: "

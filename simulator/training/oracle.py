@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise UserError("the oracle replaces patch tokens; this run's codec uses codec.visual_tokens='objects'")
     use_oracle_tokens(model, config.seed)
     model, _ = trainer.run_stage("instruct", model, resume=False)
-    eval_dir = args.eval_data or default_eval_clevr_dir()
+    eval_dir = args.eval_data or default_eval_clevr_dir(preset=config.data.preset)
     test = load_task_data(config.data.model_copy(update={"clevr_dir": str(eval_dir)}), "test", referred=False)
     result = oracle_vqa_accuracy(model, test, args.num_samples)
     print(json.dumps(result, indent=2))

@@ -1,0 +1,48 @@
+"""The data preset travels: the training config's image size, the preset check of a data folder,
+the eval set's folder and statistics, and the run manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simulator.data.clevr_generator import GeneratorConfig, data_preset, generate_clevr
+from simulator.errors import UserError
+
+
+def test_training_image_size_comes_from_the_preset_unless_set():
+    from simulator.training.config import DataConfig
+
+    assert DataConfig(preset="clevr_small").image_size == 96
+    assert DataConfig(preset="clevr").image_size == 64
+    assert DataConfig(preset="clevr_small", image_size=64).image_size == 64
+
+
+def test_a_folder_of_another_preset_is_refused_before_training(tmp_path):
+    from simulator.training.config import DataConfig
+    from simulator.training.data import ensure_data
+
+    generate_clevr(tmp_path, GeneratorConfig.from_preset("clevr", 6, seed=1))
+    assert data_preset(tmp_path) == "clevr"
+    with pytest.raises(UserError, match="holds preset 'clevr' data, the recipe asks for 'clevr_small'"):
+        ensure_data(DataConfig(clevr_dir=str(tmp_path), preset="clevr_small", text_dir=None))
+    ensure_data(DataConfig(clevr_dir=str(tmp_path), preset="clevr", text_dir=None))  # the right preset passes
+
+
+def test_folders_not_made_here_have_no_preset(tmp_path):
+    assert data_preset(tmp_path) is None
+    (tmp_path / "stats.json").write_text(json.dumps({"generator": "someone else", "preset": "clevr_small"}))
+    assert data_preset(tmp_path) is None
+
+
+def test_eval_sets_of_each_preset_live_apart_and_have_its_statistics(tmp_path, monkeypatch):
+    from simulator.evaluation import default_eval_clevr_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    small = default_eval_clevr_dir(num_images=4, preset="clevr_small")
+    full = default_eval_clevr_dir(num_images=4, preset="clevr")
+    assert small.name == "clevr-eval-clevr_small-12345-4" and full.name == "clevr-eval-12345-4"
+    assert data_preset(small) == "clevr_small" and data_preset(full) == "clevr"
+    scenes = json.loads((small / "scenes" / "CLEVR_test_scenes.json").read_text())["scenes"]
+    assert all(3 <= len(scene["objects"]) <= 5 for scene in scenes)
