@@ -58,9 +58,10 @@ def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[di
 
 
 def score_codec(checkpoint_dir: str | Path, preset: str, text_dir: str | Path | None = None,
-                text_subset: str = "sentences", plan=SCORE_PLAN) -> list[dict]:
+                text_subset: str = "sentences", plan=SCORE_PLAN, clevr_dir: str | Path | None = None) -> list[dict]:
     """Rows of :func:`simulator.evaluation.evaluate` for ``plan`` on the held-out test sets: the
-    eval set of ``preset`` (seed 12345) and the sentiment corpus' test split (``text_dir``)."""
+    eval set of ``preset`` (seed 12345; or the test split of ``clevr_dir``) and the sentiment
+    corpus' test split (``text_dir``)."""
     import torch
 
     from simulator.evaluation import evaluate, load_eval_samples
@@ -69,7 +70,7 @@ def score_codec(checkpoint_dir: str | Path, preset: str, text_dir: str | Path | 
     model = load_codec(checkpoint_dir, "cpu", inference=True)
     rows = []
     for task, count, settings in plan:
-        samples = load_eval_samples(task, count, text_dir=text_dir, subset=text_subset, preset=preset)
+        samples = load_eval_samples(task, count, clevr_dir, text_dir=text_dir, subset=text_subset, preset=preset)
         for channel, snrs in settings:
             torch.manual_seed(0)
             rows += evaluate(model, samples, channel, list(snrs), seed=0)
