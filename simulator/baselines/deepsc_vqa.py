@@ -6,6 +6,7 @@ Two transmitters (two users) and one receiver that fuses them::
     image user: image [3, 64, 64] -> CNN (3 stride-2 convs) -> 8 x 8 = 64 image tokens (width d)
                 + learned positions -> transformer encoder -> dense channel encoder
                 -> symbols_per_image_token complex symbols per token, Es = 1 per symbol
+                (or, with ``vision_encoder``, a pretrained SigLIP encoder instead of the CNN: see below)
     text user:  question words -> embedding + sinusoidal positions -> transformer encoder
                 -> dense channel encoder -> symbols_per_word complex symbols per word, Es = 1
     channel:    each user through its own channel realisation (own fading and noise draws)
@@ -16,6 +17,20 @@ Two transmitters (two users) and one receiver that fuses them::
 Accounting per sample: ``image_tokens * symbols_per_image_token`` complex symbols from the image
 user plus ``words * symbols_per_word`` from the text user (analog bytes = symbols x 2 x
 bits_per_real / 8). The receiver is assumed to know the question length (frame length).
+
+Pretrained image encoder (``vision_encoder``): the paper's image user starts from a pretrained
+ResNet-101; here it can start from the SigLIP vision encoder an M4SC codec trained in its stage 0
+(:func:`vision_encoder_from_codec`, :meth:`DeepSCVQA.copy_vision_from`), so both systems see images
+through the same pretrained encoder. Its last hidden states are mapped by a linear layer to ``d``
+and given a learned embedding of their patch position, then go through the same transformer and
+channel encoder as the CNN's tokens. ``tokens="patches"`` sends every patch; ``tokens="objects"``
+sends only the patches the codec's object-centre head picks (at most ``max_objects`` slots): a slot
+that found no object is not sent and costs no symbols, and the receiver is assumed to know which
+slots were sent (``max_objects`` bits per image, like the question length). The encoder's weights
+are stored in the DeepSC-VQA folder, which needs nothing else to load.
+
+Text-only ablation (``text_only``): there is no image user; the receiver answers from the question
+alone (0 image symbols). It measures the question-only level the image user has to beat.
 """
 
 from __future__ import annotations
@@ -42,10 +57,60 @@ from simulator.baselines.deepsc import (
     save_model_folder,
     transformer_encoder,
 )
+from simulator.errors import UserError
 
-__all__ = ["DeepSCVQAConfig", "DeepSCVQA", "VQATransmission", "VQAOutput", "save_deepsc_vqa", "load_deepsc_vqa"]
+__all__ = ["DeepSCVQAConfig", "VisionEncoderConfig", "DeepSCVQA", "VQATransmission", "VQAOutput",
+           "vision_encoder_from_codec", "save_deepsc_vqa", "load_deepsc_vqa"]
 
 CONV_DOWNSAMPLING = 8  # three stride-2 convolutions
+VISION_TOKENS = ("patches", "objects")
+# The transformers.SiglipVisionConfig fields that fix the encoder's architecture (and state dict).
+SIGLIP_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
+                 "image_size", "patch_size", "hidden_act", "layer_norm_eps", "attention_dropout", "vision_use_head")
+
+
+@dataclass
+class VisionEncoderConfig:
+    """The image user's pretrained feature extractor: an M4SC codec's SigLIP vision encoder.
+
+    Attributes:
+        siglip: the encoder's ``transformers.SiglipVisionConfig`` fields (:data:`SIGLIP_FIELDS`).
+        tokens: ``"patches"`` (every patch is an image token) or ``"objects"`` (the patches the
+            codec's object-centre head picks, at most ``max_objects``; empty slots are not sent).
+        max_objects: image-token slots with ``tokens="objects"``.
+        freeze: the encoder keeps the codec's weights in training (the object head always does:
+            no gradient reaches it through the top-k pick).
+        source: the codec folder the weights were copied from (provenance only).
+    """
+
+    siglip: dict
+    tokens: str = "objects"
+    max_objects: int = 10
+    freeze: bool = True
+    source: str = ""
+
+    def __post_init__(self):
+        missing = [name for name in SIGLIP_FIELDS if name not in self.siglip]
+        if missing:
+            raise ValueError(f"deepsc_vqa.vision_encoder.siglip lacks {', '.join(missing)}")
+        for name in ("image_size", "patch_size"):
+            value = self.siglip[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"deepsc_vqa.vision_encoder.siglip.{name} must be an integer >= 1, got {value!r}")
+        if self.tokens not in VISION_TOKENS:
+            raise ValueError(f"deepsc_vqa.vision_encoder.tokens must be one of {', '.join(VISION_TOKENS)}, got {self.tokens!r}")
+        if not isinstance(self.max_objects, int) or isinstance(self.max_objects, bool) or self.max_objects < 1:
+            raise ValueError(f"deepsc_vqa.vision_encoder.max_objects must be an integer >= 1, got {self.max_objects!r}")
+
+    @property
+    def num_patches(self) -> int:
+        """Patches per image: ``(image_size / patch_size)^2``."""
+        return (self.siglip["image_size"] // self.siglip["patch_size"]) ** 2
+
+    @property
+    def image_tokens(self) -> int:
+        """Image-token slots: every patch, or ``max_objects``."""
+        return min(self.max_objects, self.num_patches) if self.tokens == "objects" else self.num_patches
 
 
 @dataclass
@@ -55,7 +120,8 @@ class DeepSCVQAConfig:
     Attributes:
         vocab_size: question tokenizer size (ids: pad 0, bos 1, eos 2, unk 3).
         answers: the answer vocabulary (class names, index order).
-        image_size: square input images, pixels; a multiple of 8 (image tokens: ``(image_size / 8)^2``).
+        image_size: square input images, pixels; a multiple of 8 (image tokens: ``(image_size / 8)^2``),
+            or, with ``vision_encoder``, the encoder's image size.
         d_model, num_heads, ffn_dim, dropout: transformer widths.
         num_image_layers / num_text_layers: transformer layers of the image / text transmitter.
         num_reasoning_layers: transformer layers of the receiver's reasoning module.
@@ -63,6 +129,9 @@ class DeepSCVQAConfig:
         symbols_per_word: complex symbols per question word (the paper's budgets: 2 / 4 / 10).
         channel_hidden: hidden width of the dense channel encoders (decoders use twice this).
         max_words: longest question sent, in words.
+        vision_encoder: a pretrained image encoder instead of the CNN (:class:`VisionEncoderConfig`);
+            None: the CNN, trained from scratch.
+        text_only: the text-only ablation: no image user, the answer comes from the question alone.
     """
 
     vocab_size: int
@@ -80,9 +149,17 @@ class DeepSCVQAConfig:
     channel_hidden: int = 256
     max_words: int = 40
     pad_token_id: int = 0
+    vision_encoder: VisionEncoderConfig | None = None
+    text_only: bool = False
 
     def __post_init__(self):
         self.answers = tuple(self.answers)
+        if isinstance(self.vision_encoder, dict):
+            self.vision_encoder = config_from_dict(VisionEncoderConfig, self.vision_encoder, "deepsc_vqa.vision_encoder")
+        if not isinstance(self.text_only, bool):
+            raise ValueError(f"deepsc_vqa.text_only must be true or false, got {self.text_only!r}")
+        if self.text_only and self.vision_encoder is not None:
+            raise ValueError("deepsc_vqa.text_only has no image user, so vision_encoder must be null")
         for name in ("vocab_size", "image_size", "d_model", "num_heads", "ffn_dim", "num_reasoning_layers",
                      "symbols_per_image_token", "symbols_per_word", "channel_hidden", "max_words"):
             value = getattr(self, name)
@@ -91,7 +168,11 @@ class DeepSCVQAConfig:
         for name in ("num_image_layers", "num_text_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"deepsc_vqa.{name} must be >= 0, got {getattr(self, name)}")
-        if self.image_size % CONV_DOWNSAMPLING:
+        if self.vision_encoder is not None:
+            if self.image_size != self.vision_encoder.siglip["image_size"]:
+                raise ValueError(f"deepsc_vqa.image_size ({self.image_size}) must equal the vision encoder's "
+                                 f"image_size ({self.vision_encoder.siglip['image_size']})")
+        elif self.image_size % CONV_DOWNSAMPLING:
             raise ValueError(f"deepsc_vqa.image_size must be a multiple of {CONV_DOWNSAMPLING}, got {self.image_size}")
         if self.d_model % self.num_heads or self.d_model % 2:
             raise ValueError(f"deepsc_vqa.d_model ({self.d_model}) must be even and divisible by num_heads ({self.num_heads})")
@@ -102,7 +183,12 @@ class DeepSCVQAConfig:
 
     @property
     def image_tokens(self) -> int:
-        """Image tokens per image: ``(image_size / 8)^2``."""
+        """Image-token slots per image: ``(image_size / 8)^2`` (CNN), the vision encoder's patches or
+        object slots, 0 for ``text_only``."""
+        if self.text_only:
+            return 0
+        if self.vision_encoder is not None:
+            return self.vision_encoder.image_tokens
         return (self.image_size // CONV_DOWNSAMPLING) ** 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +206,8 @@ class VQATransmission:
     """What the two users of one VQA sample send.
 
     Attributes:
-        image: the image user's transmission (``image_tokens`` units, all sent).
+        image: the image user's transmission (``image_tokens`` units: all sent, or with object
+            tokens only the found objects; none for ``text_only``).
         text: the text user's transmission (one unit per question word).
     """
 
@@ -162,6 +249,62 @@ class ImageSemanticEncoder(nn.Module):
         return self.encoder(tokens)
 
 
+class PretrainedImageEncoder(nn.Module):
+    """SigLIP encoder (weights from an M4SC codec) + linear map to ``d`` + patch-position embedding +
+    transformer: ``[batch, 3, S, S]`` float in [0, 1] -> tokens ``[batch, K, d]`` float32 and which
+    are real ``[batch, K]`` bool (K = patches, or object slots; empty object slots are zero)."""
+
+    def __init__(self, config: DeepSCVQAConfig):
+        super().__init__()
+        from transformers import SiglipVisionConfig, SiglipVisionModel
+
+        from simulator.models.mllm import OBJECT_CLASSES
+
+        spec, d = config.vision_encoder, config.d_model
+        self.spec = spec
+        self.vision = SiglipVisionModel(SiglipVisionConfig(**spec.siglip))
+        width = int(spec.siglip["hidden_size"])
+        if spec.tokens == "objects":
+            self.object_head = nn.Linear(width, sum(OBJECT_CLASSES)).requires_grad_(False)
+        self.vision.requires_grad_(not spec.freeze)
+        self.input = nn.Linear(width, d)
+        self.positions = nn.Embedding(spec.num_patches, d)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        self.encoder = transformer_encoder(d, config.num_heads, config.ffn_dim, config.num_image_layers, config.dropout)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[batch, 3, S, S]`` in [0, 1] -> SigLIP's last hidden states ``[batch, P, D]``."""
+        pixels = images * 2.0 - 1.0  # SigLIP's normalisation, as simulator.training.data.to_pixel_values
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.spec.freeze):
+            return self.vision(pixel_values=pixels).last_hidden_state
+
+    def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The codec's rule (:meth:`simulator.models.mllm.M4SCModel.detect_objects`; a test pins the
+        two equal): ``[batch, P, D]`` -> ``patches [batch, K]`` int64, ``found [batch, K]`` bool."""
+        from simulator.models.mllm import OBJECT_CLASSES
+
+        logits = self.object_head(features).split(OBJECT_CLASSES, dim=-1)
+        score = 1.0 - torch.stack([part.softmax(-1)[..., 0] for part in logits]).mean(0)  # [batch, P]
+        best, patches = score.topk(min(self.spec.max_objects, score.shape[1]), dim=1)
+        found = best > 0.5
+        order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
+        return patches.gather(1, order), found.gather(1, order)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(images)
+        if self.spec.tokens == "patches":
+            tokens = self.input(features) + self.positions.weight
+            real = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        else:
+            patches, real = self.detect_objects(features)
+            picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+            tokens = (self.input(picked) + self.positions(patches)) * real.unsqueeze(-1).to(picked.dtype)
+        # An image without objects would leave its slots nothing to attend to (NaN): let them attend
+        # to each other; they are not sent.
+        attend = real | ~real.any(dim=1, keepdim=True)
+        return self.encoder(tokens, src_key_padding_mask=~attend), real
+
+
 class DeepSCVQA(nn.Module):
     """DeepSC-VQA: image transmitter, text transmitter, fusing receiver with an answer classifier.
 
@@ -174,20 +317,23 @@ class DeepSCVQA(nn.Module):
         super().__init__()
         self.config, self.tokenizer = config, tokenizer
         c, d = config, config.d_model
-        # image user
-        self.image_encoder = ImageSemanticEncoder(config)
-        self.image_channel_encoder = DenseChannelEncoder(d, c.channel_hidden, c.symbols_per_image_token)
+        # image user (none in the text-only ablation)
+        if not c.text_only:
+            self.image_encoder = PretrainedImageEncoder(config) if c.vision_encoder else ImageSemanticEncoder(config)
+            self.image_channel_encoder = DenseChannelEncoder(d, c.channel_hidden, c.symbols_per_image_token)
         # text user
         self.word_embedding = nn.Embedding(c.vocab_size, d, padding_idx=c.pad_token_id)
         self.word_positions = SinusoidalPositionalEncoding(d, c.max_words)
         self.text_encoder = transformer_encoder(d, c.num_heads, c.ffn_dim, c.num_text_layers, c.dropout)
         self.text_channel_encoder = DenseChannelEncoder(d, c.channel_hidden, c.symbols_per_word)
         # receiver
-        self.image_channel_decoder = DenseChannelDecoder(d, 2 * c.channel_hidden, c.symbols_per_image_token)
+        if not c.text_only:
+            self.image_channel_decoder = DenseChannelDecoder(d, 2 * c.channel_hidden, c.symbols_per_image_token)
         self.text_channel_decoder = DenseChannelDecoder(d, 2 * c.channel_hidden, c.symbols_per_word)
         self.answer_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.modality_embedding = nn.Parameter(torch.randn(2, d) * 0.02)  # 0: text, 1: image
-        self.receiver_image_positions = nn.Parameter(torch.randn(c.image_tokens, d) * 0.02)
+        if not c.text_only:
+            self.receiver_image_positions = nn.Parameter(torch.randn(c.image_tokens, d) * 0.02)
         self.reasoning = transformer_encoder(d, c.num_heads, c.ffn_dim, c.num_reasoning_layers, c.dropout)
         self.answer_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, len(c.answers)))
 
@@ -202,13 +348,31 @@ class DeepSCVQA(nn.Module):
             raise ValueError("this DeepSC-VQA has no tokenizer")
         return encode_words(self.tokenizer, questions, self.config.max_words, self.device)
 
+    def copy_vision_from(self, codec: nn.Module) -> None:
+        """Load the vision encoder (and object head) of an M4SC codec into the image user; the codec
+        must be the one :func:`vision_encoder_from_codec` described for this model's config."""
+        if self.config.vision_encoder is None:
+            raise ValueError("this DeepSC-VQA has no vision encoder (vision_encoder is null)")
+        self.image_encoder.vision.load_state_dict(codec.vision.state_dict())
+        if self.config.vision_encoder.tokens == "objects":
+            self.image_encoder.object_head.load_state_dict(codec.object_head.state_dict())
+
     def transmit_image(self, images: torch.Tensor) -> SemanticTransmission:
         """Image user: ``[batch, 3, S, S]`` float32 in [0, 1] -> ``[batch, image_tokens *
-        symbols_per_image_token]`` complex64, Es = 1 per symbol."""
+        symbols_per_image_token]`` complex64, Es = 1 per sent symbol, zero for unsent object slots
+        (``[batch, 0]`` for ``text_only``)."""
         if images.shape[-2:] != (self.config.image_size, self.config.image_size):
             raise ValueError(f"images must be {self.config.image_size}x{self.config.image_size}, got {tuple(images.shape[-2:])}")
-        features = self.image_encoder(images.to(self.device, torch.float32))
-        unit_mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        if self.config.text_only:
+            unit_mask = torch.zeros(images.shape[0], 0, dtype=torch.bool, device=self.device)
+            return SemanticTransmission(torch.zeros(images.shape[0], 0, dtype=torch.complex64, device=self.device),
+                                        unit_mask, self.config.symbols_per_image_token)
+        images = images.to(self.device, torch.float32)
+        if self.config.vision_encoder is None:
+            features = self.image_encoder(images)
+            unit_mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        else:
+            features, unit_mask = self.image_encoder(images)
         return SemanticTransmission(self.image_channel_encoder(features, unit_mask), unit_mask,
                                     self.config.symbols_per_image_token)
 
@@ -229,28 +393,45 @@ class DeepSCVQA(nn.Module):
 
     @property
     def symbols_per_image(self) -> int:
-        """Image user's complex channel uses per image (image_tokens x symbols_per_image_token)."""
+        """Image user's most complex channel uses per image (image_tokens x symbols_per_image_token);
+        with object tokens an image sends only its found objects' share."""
         return self.config.image_tokens * self.config.symbols_per_image_token
 
+    @torch.no_grad()
+    def image_symbols(self, images: torch.Tensor) -> torch.Tensor:
+        """``[batch]`` int64: the image user's complex channel uses for each image ``[batch, 3, S, S]``."""
+        if self.config.vision_encoder is None or self.config.vision_encoder.tokens == "patches":
+            return torch.full((images.shape[0],), self.symbols_per_image, dtype=torch.long)
+        return self.transmit_image(images).symbols_per_sample.cpu()
+
     # ---- receiver ------------------------------------------------------------------------------
-    def receive(self, image_received: torch.Tensor, text_received: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    def receive(self, image_received: torch.Tensor, text_received: torch.Tensor, text_mask: torch.Tensor,
+                image_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Fuse both users' received symbols and answer.
 
         Args:
-            image_received: ``[batch, image_tokens * symbols_per_image_token]`` complex64 (equalised).
+            image_received: ``[batch, image_tokens * symbols_per_image_token]`` complex64 (equalised;
+                ignored for ``text_only``).
             text_received: ``[batch, words * symbols_per_word]`` complex64 (equalised).
             text_mask: ``[batch, words]`` bool, which words were sent.
+            image_mask: ``[batch, image_tokens]`` bool, which image tokens were sent; None: all.
 
         Returns:
             ``[batch, num_answers]`` float32 logits.
         """
-        image_features = self.image_channel_decoder(image_received) + self.receiver_image_positions + self.modality_embedding[1]
         text_features = self.word_positions(self.text_channel_decoder(text_received)) + self.modality_embedding[0]
-        batch = image_features.shape[0]
+        batch = text_features.shape[0]
         query = self.answer_query.expand(batch, 1, -1)
-        sequence = torch.cat([query, text_features, image_features], dim=1)
-        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=text_mask.device), text_mask,
-                          torch.ones(image_features.shape[:2], dtype=torch.bool, device=text_mask.device)], dim=1)
+        parts = [query, text_features]
+        keeps = [torch.ones(batch, 1, dtype=torch.bool, device=text_mask.device), text_mask]
+        if not self.config.text_only:
+            image_features = self.image_channel_decoder(image_received) + self.receiver_image_positions + self.modality_embedding[1]
+            if image_mask is None:
+                image_mask = torch.ones(image_features.shape[:2], dtype=torch.bool, device=text_mask.device)
+            parts.append(image_features)
+            keeps.append(image_mask.to(text_mask.device))
+        sequence = torch.cat(parts, dim=1)
+        keep = torch.cat(keeps, dim=1)
         fused = self.reasoning(sequence, src_key_padding_mask=~keep)
         return self.answer_head(masked_mean(fused, keep))
 
@@ -269,9 +450,13 @@ class DeepSCVQA(nn.Module):
             text_no: the text user's ``N0``; default ``no``.
         """
         transmission = self.transmit(images, ids, unit_mask)
-        image_received = pass_through_channel(transmission.image, channel, no, image_stream)
+        if self.config.text_only:
+            image_received = transmission.image.symbols  # nothing sent
+        else:
+            image_received = pass_through_channel(transmission.image, channel, no, image_stream)
         text_received = pass_through_channel(transmission.text, channel, no if text_no is None else text_no, text_stream)
-        return VQAOutput(self.receive(image_received, text_received, unit_mask), transmission)
+        logits = self.receive(image_received, text_received, unit_mask, transmission.image.unit_mask)
+        return VQAOutput(logits, transmission)
 
     def loss(self, images: torch.Tensor, ids: torch.Tensor, unit_mask: torch.Tensor, answer_ids: torch.Tensor,
              channel: nn.Module | None = None, no: float | torch.Tensor = 0.0, image_stream=None,
@@ -287,6 +472,36 @@ class DeepSCVQA(nn.Module):
         ids, mask = self.tokenize(questions)
         out = self.forward(images, ids, mask, channel, no, image_stream, text_stream)
         return [self.config.answers[i] for i in out.logits.argmax(-1).tolist()]
+
+
+def vision_encoder_from_codec(codec: nn.Module, image_size: int, tokens: str = "objects", freeze: bool = True,
+                              source: str | Path = "") -> VisionEncoderConfig:
+    """Describe an M4SC codec's vision encoder as DeepSC-VQA's image encoder (then
+    :meth:`DeepSCVQA.copy_vision_from` copies its weights).
+
+    Args:
+        codec: an :class:`~simulator.models.mllm.M4SCModel` (e.g. stage 0's, from
+            :func:`simulator.models.checkpoint.load_codec`).
+        image_size: the DeepSC-VQA image size; must equal the encoder's.
+        tokens: ``"patches"`` or ``"objects"`` (needs the codec's object head, ``visual_tokens=objects``).
+        freeze: keep the encoder's weights in training.
+        source: the codec folder (recorded in the config).
+
+    Raises:
+        UserError: image size mismatch or no object head (one line).
+    """
+    siglip = codec.vision.config
+    where = f" in {source}" if source else ""
+    if siglip.image_size != image_size:
+        raise UserError(f"the vision encoder{where} takes {siglip.image_size} px images, but image_size is "
+                        f"{image_size}: set image_size: {siglip.image_size}")
+    if tokens not in VISION_TOKENS:
+        raise UserError(f"vision_encoder.tokens must be one of {', '.join(VISION_TOKENS)}, got {tokens!r}")
+    if tokens == "objects" and not hasattr(codec, "object_head"):
+        raise UserError(f"the codec{where} has no object head (its visual_tokens is {codec.config.visual_tokens!r}): "
+                        f"use vision_encoder.tokens: patches")
+    return VisionEncoderConfig(siglip={name: getattr(siglip, name) for name in SIGLIP_FIELDS}, tokens=tokens,
+                               max_objects=int(codec.config.max_objects), freeze=freeze, source=str(source))
 
 
 def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:

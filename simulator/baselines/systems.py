@@ -5,7 +5,8 @@
 - ``deepsc_vqa`` (:class:`DeepSCVQASystem`, VQA): the BS sends the image's and the question's
   DeepSC-VQA symbols (``symbols_per_image_token`` per image token, ``symbols_per_word`` per word)
   and the user's receiver fuses them and answers. In the DeepSC-VQA paper an image user and a text
-  user transmit to one receiver; in the M4SC downlink both streams come from the BS.
+  user transmit to one receiver; in the M4SC downlink both streams come from the BS. With object
+  tokens only the found objects' tokens are sent (and counted); the text-only ablation sends no image.
 - ``digital_source`` (:class:`DigitalSourceSystem`, every task): the BS sends the source itself
   (the image file as stored, PNG, and the UTF-8 question or text) through the 5G LDPC + QAM chain
   at the MCS the allocator picks for the user's SNR; the user runs the same MLLM locally.
@@ -180,8 +181,11 @@ class DeepSCVQASystem(System):
 
     def describe(self) -> dict:
         config = self.model.config
+        vision = config.vision_encoder
+        image_user = "none (text-only)" if config.text_only else "cnn" if vision is None else f"siglip {vision.tokens}"
         return {**super().describe(), "symbols_per_image_token": int(config.symbols_per_image_token),
-                "image_tokens": int(config.image_tokens), "symbols_per_word": int(config.symbols_per_word)}
+                "image_tokens": int(config.image_tokens), "symbols_per_word": int(config.symbols_per_word),
+                "image_user": image_user}
 
     def _images(self, tasks: list["Task"]) -> torch.Tensor:
         size = int(self.model.config.image_size)
@@ -190,17 +194,20 @@ class DeepSCVQASystem(System):
             images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
         return images
 
-    def _answers(self, image_received, text_received, text_mask) -> list[str]:
+    def _answers(self, image_received, text_received, masks) -> list[str]:
         device = self.model.device
-        logits = self.model.receive(image_received.to(device), text_received.to(device), text_mask.to(device))
+        text_mask, image_mask = masks
+        logits = self.model.receive(image_received.to(device), text_received.to(device), text_mask.to(device),
+                                    image_mask.to(device))
         return [self.model.config.answers[i] for i in logits.argmax(-1).tolist()]
 
     @torch.inference_mode()
     def encode(self, tasks: list["Task"]) -> _AnalogBatch:
         ids, mask = self.model.tokenize([t.input_text or "" for t in tasks])
         sent = self.model.transmit(self._images(tasks), ids, mask)
-        answers = self._answers(sent.image.symbols, sent.text.symbols, mask)
-        return _AnalogBatch([sent.image, sent.text], answers, extra=mask)
+        masks = (mask, sent.image.unit_mask)
+        answers = self._answers(sent.image.symbols, sent.text.symbols, masks)
+        return _AnalogBatch([sent.image, sent.text], answers, extra=masks)
 
     def plan(self, encoded: _AnalogBatch, variant) -> BatchPlan:
         return _analog_plan(encoded)

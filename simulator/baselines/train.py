@@ -140,6 +140,16 @@ class DeepSCTrainConfig(_RunConfig):
         return self
 
 
+class VisionEncoderSettings(_Strict):
+    """DeepSC-VQA's image user starts from the SigLIP vision encoder of an M4SC codec folder (e.g.
+    stage 0 of ``scenarios/train_tiny.yaml``); its weights are copied into the DeepSC-VQA checkpoint."""
+
+    checkpoint: str = Field(description="M4SC codec folder, e.g. runs/train_tiny/stage0_vision/final")
+    freeze: bool = Field(default=True, description="keep the encoder's weights (false: fine-tune on the answer loss)")
+    tokens: Literal["patches", "objects"] = Field(
+        default="objects", description="every patch, or the patches the codec's object head picks (max_objects slots)")
+
+
 class DeepSCVQATrainConfig(_RunConfig):
     """A DeepSC-VQA run on a CLEVR-layout directory."""
 
@@ -148,11 +158,17 @@ class DeepSCVQATrainConfig(_RunConfig):
     clevr_dir: str = "data/clevr"
     image_size: Literal[64, 96, 128] = Field(default=64, description="images are resized to this square size")
     tokenizer_vocab_size: int = Field(default=1000, ge=16)
+    vision_encoder: VisionEncoderSettings | None = Field(
+        default=None, description="pretrained image encoder; null: the CNN, trained from scratch")
 
     @model_validator(mode="after")
     def _check(self) -> "DeepSCVQATrainConfig":
-        _check_architecture(DeepSCVQAConfig, self.architecture,
-                            {"vocab_size": 16, "answers": ("a", "b"), "image_size": self.image_size})
+        if "vision_encoder" in self.architecture:
+            raise ValueError("architecture.vision_encoder is set from the top-level vision_encoder key")
+        placeholders = {"vocab_size": 16, "answers": ("a", "b")}
+        if self.vision_encoder is None or self.architecture.get("text_only"):
+            placeholders["image_size"] = self.image_size  # the encoder's size is checked when it is loaded
+        _check_architecture(DeepSCVQAConfig, self.architecture, placeholders)
         return self
 
 
@@ -477,12 +493,29 @@ def _vqa_data(config: DeepSCVQATrainConfig, split: str):
     return data
 
 
+def _vision_codec(settings: VisionEncoderSettings):
+    """The M4SC codec whose vision encoder DeepSC-VQA starts from; one-line UserError when it is missing."""
+    from simulator.models.checkpoint import CheckpointError, load_codec
+
+    folder = Path(settings.checkpoint)
+    if not (folder / CONFIG_FILE).is_file():
+        raise UserError(f"vision_encoder.checkpoint {folder} does not exist: run "
+                        f"`python -m simulator train scenarios/train_tiny.yaml --stage vision` first")
+    try:
+        return load_codec(folder, "cpu")
+    except CheckpointError as err:
+        raise UserError(f"vision_encoder.checkpoint: {err}") from None
+
+
 def train_deepsc_vqa(config: DeepSCVQATrainConfig, resume: bool = False, progress: bool = False) -> Path:
     """Train DeepSC-VQA through the channel on a CLEVR-layout directory; returns ``out_dir/final``.
 
-    The answer vocabulary is the sorted set of training answers. When ``config.evaluation`` is set,
-    also writes ``out_dir/eval.csv`` (:func:`evaluate_deepsc_vqa`).
+    The answer vocabulary is the sorted set of training answers. With ``config.vision_encoder`` the
+    image user starts from that codec's vision encoder (ignored by the text-only ablation,
+    ``architecture.text_only``). When ``config.evaluation`` is set, also writes ``out_dir/eval.csv``
+    (:func:`evaluate_deepsc_vqa`).
     """
+    from simulator.baselines.deepsc_vqa import vision_encoder_from_codec
     from simulator.training.data import batch_generator
 
     if config.num_threads:
@@ -490,14 +523,24 @@ def train_deepsc_vqa(config: DeepSCVQATrainConfig, resume: bool = False, progres
     final = _already_trained(config)
     if final is None:
         device = resolve_device(config.device)
+        codec = vision = None
+        if config.vision_encoder is not None and not config.architecture.get("text_only"):
+            settings = config.vision_encoder
+            codec = _vision_codec(settings)
+            vision = vision_encoder_from_codec(codec, config.image_size, settings.tokens, settings.freeze,
+                                               settings.checkpoint)
         data = _vqa_data(config, "train")
         tokenizer = _tokenizer(Path(config.out_dir), [q for _, q, _, _ in data.vqa], config.tokenizer_vocab_size)
         answers = tuple(sorted({a for _, _, a, _ in data.vqa}))
         model_config = DeepSCVQAConfig.from_dict({**config.architecture, "vocab_size": len(tokenizer), "answers": answers,
                                                   "image_size": config.image_size,
-                                                  "pad_token_id": tokenizer.pad_token_id})
+                                                  "pad_token_id": tokenizer.pad_token_id, "vision_encoder": vision})
         torch.manual_seed(config.seed)
-        model = DeepSCVQA(model_config, tokenizer).to(device)
+        model = DeepSCVQA(model_config, tokenizer)
+        if codec is not None:
+            model.copy_vision_from(codec)
+            del codec
+        model = model.to(device)
         channels = _make_channels(config.training.channels, config.training.equalizer)
         answer_index = {a: i for i, a in enumerate(answers)}
         schedule = config.training
@@ -550,7 +593,13 @@ def evaluate_deepsc_vqa(model: DeepSCVQA | str | Path, images: torch.Tensor, que
     texts = [q[1] for q in questions]
     answers = [q[2] for q in questions]
     question_symbols = model.symbols_per_question(texts)
-    mean_symbols = model.symbols_per_image + sum(question_symbols) / max(len(question_symbols), 1)
+    image_symbols = 0
+    for start in range(0, len(questions), batch_size):  # object tokens: only found objects are sent
+        batch_images = images[[q[0] for q in questions[start:start + batch_size]]]
+        image_symbols += int(model.image_symbols(batch_images.float() / 255.0 if batch_images.dtype == torch.uint8
+                                                 else batch_images).sum())
+    count = max(len(question_symbols), 1)
+    mean_symbols = image_symbols / count + sum(question_symbols) / count
     blocks = _make_channels(channels, equalizer) if channels else {}
     rows = []
     for channel_name, snr in _evaluation_points_from(snr_db, channels, noise_free):
@@ -574,6 +623,28 @@ def evaluate_deepsc_vqa(model: DeepSCVQA | str | Path, images: torch.Tensor, que
 
 
 # ---- model card ---------------------------------------------------------------------------------
+def _image_user_description(model_config: dict) -> str:
+    """What DeepSC-VQA's image user is, for the model card (from the stored model config)."""
+    ablation = ("Compare with the text-only ablation (`--set architecture.text_only=true`), which answers "
+                "from the question alone.")
+    if model_config.get("text_only"):
+        return ("None: this is the text-only ablation (`architecture.text_only: true`). The receiver never gets "
+                "the image semantics, so it answers from the question alone; its accuracy is the question-only "
+                "level the full model has to beat.")
+    vision = model_config.get("vision_encoder")
+    if not vision:
+        return "A CNN (three stride-2 convolutions) trained from scratch with the answer loss. " + ablation
+    if vision["tokens"] == "objects":
+        tokens = (f"its image tokens are the patches the codec's object-centre head picks (at most "
+                  f"{vision['max_objects']}; only found objects are sent and counted)")
+    else:
+        tokens = "its image tokens are all the encoder's patches"
+    return (f"The SigLIP vision encoder of the M4SC codec `{vision['source']}` (the codec's stage-0 pre-training), "
+            f"{'frozen' if vision['freeze'] else 'fine-tuned with the answer loss'}, in place of the paper's "
+            f"pretrained ResNet-101; {tokens}, each mapped by a linear layer to d_model with a learned "
+            f"patch-position embedding. " + ablation)
+
+
 def write_baseline_card(config: DeepSCTrainConfig | DeepSCVQATrainConfig, command: str) -> Path:
     """Write ``MODEL_CARD.md`` + ``model_card.json`` into ``out_dir/final`` from the run's
     ``train_log.csv`` (steps, final loss, wall time summed over resumed segments) and ``eval.csv``."""
@@ -606,18 +677,23 @@ def write_baseline_card(config: DeepSCTrainConfig | DeepSCVQATrainConfig, comman
     (final / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
     title = {"deepsc": "DeepSC (Xie et al., IEEE TSP 2021)",
              "deepsc_vqa": "DeepSC-VQA (Xie et al., IEEE JSAC 2022)"}[config.model]
+    model_config = card["architecture"].get("config", {})
+    if model_config.get("text_only"):
+        title += ", text-only ablation"
     training = card["training"]
     lines = [f"# {title}, tiny", "",
              f"Trained with `{command}` at commit `{card['commit']}` ({card['machine']}).", "",
              "## Data", "", ", ".join(f"{k}: `{v}`" for k, v in data.items()) +
-             " (test scores on the held-out split, never used in training).", "",
-             "## Training", "",
-             f"{training['steps_done']} steps of {config.training.batch_size}, lr {config.training.lr}, SNR "
-             f"{config.training.snr_db[0]:g}..{config.training.snr_db[1]:g} dB over {', '.join(config.training.channels)} "
-             f"({config.training.equalizer}); final loss {training['final_loss']}; "
-             f"{training['time_s'] / 60:.1f} min wall.", "",
-             "## Scores", "", "| task | channel | snr_db | accuracy | bleu4 | samples | symbols per sample |",
-             "|---|---|---|---|---|---|---|"]
+             " (test scores on the held-out split, never used in training).", ""]
+    if config.model == "deepsc_vqa":
+        lines += ["## Image user", "", _image_user_description(model_config), ""]
+    lines += ["## Training", "",
+              f"{training['steps_done']} steps of {config.training.batch_size}, lr {config.training.lr}, SNR "
+              f"{config.training.snr_db[0]:g}..{config.training.snr_db[1]:g} dB over {', '.join(config.training.channels)} "
+              f"({config.training.equalizer}); final loss {training['final_loss']}; "
+              f"{training['time_s'] / 60:.1f} min wall.", "",
+              "## Scores", "", "| task | channel | snr_db | accuracy | bleu4 | samples | symbols per sample |",
+              "|---|---|---|---|---|---|---|"]
     def cell(value: str, digits: int) -> str:
         number = float(value)
         return "-" if number != number else f"{number:.{digits}f}"
