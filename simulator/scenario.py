@@ -61,7 +61,7 @@ _MANAGED_CHANNEL_PARAMS = ("num_users", "seed", "carrier_frequency", "max_speed"
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "m4sc_tiny"
 # The data preset (simulator.data.clevr_generator.PRESETS) the shipped codecs were trained on: what
 # generated eval sets default to, so a scenario scores a codec on the statistics it learnt.
-SHIPPED_DATA_PRESET = "clevr"
+SHIPPED_DATA_PRESET = "clevr_small"
 
 
 def eval_set_dir(preset: str, seed: int, num_images: int) -> Path:

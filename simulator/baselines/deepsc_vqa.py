@@ -279,16 +279,11 @@ class PretrainedImageEncoder(nn.Module):
             return self.vision(pixel_values=pixels).last_hidden_state
 
     def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The codec's rule (:meth:`simulator.models.mllm.M4SCModel.detect_objects`; a test pins the
-        two equal): ``[batch, P, D]`` -> ``patches [batch, K]`` int64, ``found [batch, K]`` bool."""
-        from simulator.models.mllm import OBJECT_CLASSES
+        """The codec's rule (:func:`simulator.models.mllm.detect_objects`): ``[batch, P, D]`` ->
+        ``patches [batch, K]`` int64, ``found [batch, K]`` bool."""
+        from simulator.models.mllm import detect_objects
 
-        logits = self.object_head(features).split(OBJECT_CLASSES, dim=-1)
-        score = 1.0 - torch.stack([part.softmax(-1)[..., 0] for part in logits]).mean(0)  # [batch, P]
-        best, patches = score.topk(min(self.spec.max_objects, score.shape[1]), dim=1)
-        found = best > 0.5
-        order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
-        return patches.gather(1, order), found.gather(1, order)
+        return detect_objects(self.object_head, features, self.spec.max_objects)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(images)

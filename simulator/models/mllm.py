@@ -23,7 +23,7 @@ from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
-__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "build_llm", "build_vision", "splice"]
+__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "detect_objects", "build_llm", "build_vision", "splice"]
 
 # Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
 # "no object centre here" + each value of colour, shape, size and material (simulator.data.attributes).
@@ -48,6 +48,20 @@ def splice(base: torch.Tensor, inserted: torch.Tensor, at: torch.Tensor) -> torc
 
     mask = from_inserted.view(batch, -1, *([1] * len(trailing)))
     return torch.where(mask, take(inserted, inserted_index), take(base, base_index))
+
+
+def detect_objects(object_head: nn.Module, features: torch.Tensor, max_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Object centres from vision features ``[batch, P, D]``: the patches whose scene-graph head
+    (``[..., D] -> [..., sum(OBJECT_CLASSES)]``) says "an object centre" (mean over the four
+    attributes of ``1 - p(no object)`` above 0.5), the ``max_objects`` most certain of them, in patch
+    order (row-major: far to near, then left to right). Returns ``patches [batch, K]`` int64 and
+    ``found [batch, K]`` bool; the patch of a slot that found nothing is arbitrary."""
+    logits = object_head(features).split(OBJECT_CLASSES, dim=-1)
+    score = 1.0 - torch.stack([part.softmax(-1)[..., 0] for part in logits]).mean(0)  # [batch, P]
+    best, patches = score.topk(min(max_objects, score.shape[1]), dim=1)
+    found = best > 0.5
+    order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
+    return patches.gather(1, order), found.gather(1, order)
 
 
 def build_vision(config: CodecConfig) -> nn.Module:
@@ -182,19 +196,8 @@ class M4SCModel(nn.Module):
         return self.projector(features)
 
     def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object centres from vision features ``[batch, P, D]``: the patches whose scene-graph head
-        says "an object centre" (mean over the four attributes of ``1 - p(no object)`` above 0.5),
-        the ``max_objects`` most certain of them, in patch order (row-major: far to near, then left
-        to right). Returns ``patches [batch, K]`` int64 and ``found [batch, K]`` bool; the patch of
-        a slot that found nothing is arbitrary."""
-        logits = self.object_head(features).split(OBJECT_CLASSES, dim=-1)
-        no_object = torch.stack([part.softmax(-1)[..., 0] for part in logits]).mean(0)  # [batch, P]
-        score = 1.0 - no_object
-        k = min(self.config.max_objects, score.shape[1])
-        best, patches = score.topk(k, dim=1)
-        found = best > 0.5
-        order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
-        return patches.gather(1, order), found.gather(1, order)
+        """:func:`detect_objects` with this codec's head and ``max_objects``."""
+        return detect_objects(self.object_head, features, self.config.max_objects)
 
     def image_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:

@@ -75,7 +75,8 @@ def test_inference_copy_sends_the_reference_tokens(tmp_path, monkeypatch):
                  "Is there a small rubber cylinder left of the red sphere?", "What shape is the small thing?"]
     prompts = [render_prompt("vqa", q, "", reference.config.instructions.get("vqa")) for q in questions]
     prompts += [render_prompt("caption", None, "", reference.config.instructions.get("caption"))] * 2
-    images = torch.rand(len(prompts), 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    size = int(reference.vision.config.image_size)
+    images = torch.rand(len(prompts), 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     got = fast.generate(*fast.tokenize(prompts), images)
 
     def cox_de_boor(x, first_knot, step, num_intervals, order):
