@@ -217,13 +217,17 @@ def test_bad_combinations_and_sizes_are_one_line_errors(codec, tokenizer):
 
 
 def test_configs_without_the_options_are_the_cnn_model_as_before(tokenizer):
-    from simulator.baselines.systems import SHIPPED_BASELINES
-
     config = DeepSCVQAConfig.from_dict({"vocab_size": 16, "answers": ANSWERS})
     assert config.vision_encoder is None and not config.text_only and config.image_tokens == 64
-    shipped = load_deepsc_vqa(SHIPPED_BASELINES["deepsc_vqa"])  # its config.json predates both options
-    assert shipped.config.vision_encoder is None and not shipped.config.text_only
-    assert type(shipped.image_encoder).__name__ == "ImageSemanticEncoder" and shipped.symbols_per_image == 64 * 16
+    assert type(DeepSCVQA(config, tokenizer).image_encoder).__name__ == "ImageSemanticEncoder"
+
+
+def test_the_shipped_baseline_carries_its_own_pretrained_encoder():
+    from simulator.baselines.systems import SHIPPED_BASELINES
+
+    shipped = load_deepsc_vqa(SHIPPED_BASELINES["deepsc_vqa"])  # loads from its own folder alone
+    assert shipped.config.vision_encoder.tokens == "objects" and not shipped.config.text_only
+    assert type(shipped.image_encoder).__name__ == "PretrainedImageEncoder"
 
 
 @pytest.mark.parametrize("variant", ["objects", "text_only"])
