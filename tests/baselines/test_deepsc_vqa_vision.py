@@ -22,15 +22,9 @@ from simulator.models.checkpoint import load_codec, save_codec
 from simulator.models.config import CodecConfig
 from simulator.models.mllm import OBJECT_CLASSES, M4SCModel
 from simulator.models.tokenizer import train_word_tokenizer
+from tests.baselines.test_deepsc_vqa import ANSWERS, QUESTIONS
 from tests.models.conftest import CORPUS, tiny_config
 
-QUESTIONS = [
-    "what color is the large cube ?",
-    "how many spheres are there ?",
-    "is there a red thing ?",
-    "what shape is the small metal object left of the cylinder ?",
-]
-ANSWERS = ("blue", "2", "yes", "sphere")
 IMAGE_SIZE, PATCH_SIZE, MAX_OBJECTS = 64, 16, 3
 NUM_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2
 
