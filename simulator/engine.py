@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simulator.errors import UserError
+from simulator.errors import UserError, not_a_folder
 from simulator.scenario import TASKS, Scenario, SharingVariant, SweepPoint, TrafficSection
 from simulator.systems import BatchPlan, Delivery, Link, System
 
@@ -480,7 +480,7 @@ def resolve_clevr_dir(data, split: str) -> Path:
     if data.clevr_dir is not None:
         root = Path(data.clevr_dir).expanduser()
         if not root.is_dir():
-            raise UserError(f"data.clevr_dir: folder not found: {root}")
+            raise UserError(f"data.clevr_dir: {not_a_folder(root)}")
         return root
     from simulator.evaluation import ensure_eval_set
 

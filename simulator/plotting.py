@@ -24,7 +24,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from simulator.errors import UserError
+from simulator.errors import UserError, not_a_folder
 
 __all__ = [
     "BASE_COLUMNS", "FIG5_COLUMNS", "FIG6_COLUMNS", "TASK_ORDER",
@@ -62,7 +62,7 @@ def load_results(folders: Iterable[str | Path], required: Iterable[str] = BASE_C
     for folder in folders:
         path = Path(folder)
         if not path.is_dir():
-            raise UserError(f"results folder not found: {path}")
+            raise UserError(not_a_folder(path, "results folder"))
         file = path / "metrics.parquet"
         if not file.is_file():
             raise UserError(f"no metrics.parquet in {path}")

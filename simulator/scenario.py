@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from simulator.config_io import StrictModel
+
 __all__ = [
     "Scenario",
     "ModelSection",
@@ -71,8 +73,7 @@ def eval_set_dir(preset: str, seed: int, num_images: int) -> Path:
     return Path.home() / ".cache" / "m4sc" / f"clevr-eval-{name}"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel
 
 
 def _finite(value: float, what: str = "value") -> float:
@@ -231,7 +232,7 @@ class ResourceSection(_Strict):
 class AccountingSection(_Strict):
     """Byte accounting of analog symbols: ``bytes = symbols x 2 reals x bits_per_real / 8``."""
 
-    bits_per_real: int = Field(default=8, ge=1)
+    bits_per_real: int = Field(default=8, ge=1, le=64, description="quantisation of one real, bits (64: float64)")
 
 
 class BaselineSection(_Strict):

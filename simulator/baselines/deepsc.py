@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from channels.conventions import complex_to_real, normalize_power, real_to_complex
+from simulator.errors import not_a_folder
 from simulator.models.checkpoint import CheckpointError
 
 __all__ = [
@@ -270,7 +271,7 @@ def read_model_folder(directory: str | Path, kind: str) -> tuple[dict, Any]:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise BaselineCheckpointError(f"checkpoint folder not found: {directory}")
+        raise BaselineCheckpointError(not_a_folder(directory, "checkpoint folder"))
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise BaselineCheckpointError(f"checkpoint has no {CONFIG_FILE}: {path}")

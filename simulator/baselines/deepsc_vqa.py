@@ -80,6 +80,8 @@ class VisionEncoderConfig:
         max_objects: image-token slots with ``tokens="objects"``.
         freeze: the encoder keeps the codec's weights in training (the object head always does:
             no gradient reaches it through the top-k pick).
+        attributes: with ``tokens="objects"``, each token also gets a learned embedding of the object
+            head's attribute probabilities (as the codec's ``object_attributes``).
         source: the codec folder the weights were copied from (provenance only).
     """
 
@@ -87,6 +89,7 @@ class VisionEncoderConfig:
     tokens: str = "objects"
     max_objects: int = 10
     freeze: bool = True
+    attributes: bool = False
     source: str = ""
 
     def __post_init__(self):
@@ -101,6 +104,8 @@ class VisionEncoderConfig:
             raise ValueError(f"deepsc_vqa.vision_encoder.tokens must be one of {', '.join(VISION_TOKENS)}, got {self.tokens!r}")
         if not isinstance(self.max_objects, int) or isinstance(self.max_objects, bool) or self.max_objects < 1:
             raise ValueError(f"deepsc_vqa.vision_encoder.max_objects must be an integer >= 1, got {self.max_objects!r}")
+        if self.attributes and self.tokens != "objects":
+            raise ValueError("deepsc_vqa.vision_encoder.attributes needs tokens: objects")
 
     @property
     def num_patches(self) -> int:
@@ -270,6 +275,8 @@ class PretrainedImageEncoder(nn.Module):
         self.input = nn.Linear(width, d)
         self.positions = nn.Embedding(spec.num_patches, d)
         nn.init.normal_(self.positions.weight, std=0.02)
+        if spec.attributes:
+            self.attributes = nn.Linear(sum(OBJECT_CLASSES), d, bias=False)
         self.encoder = transformer_encoder(d, config.num_heads, config.ffn_dim, config.num_image_layers, config.dropout)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -293,7 +300,13 @@ class PretrainedImageEncoder(nn.Module):
         else:
             patches, real = self.detect_objects(features)
             picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
-            tokens = (self.input(picked) + self.positions(patches)) * real.unsqueeze(-1).to(picked.dtype)
+            tokens = self.input(picked) + self.positions(patches)
+            if self.spec.attributes:
+                from simulator.models.mllm import OBJECT_CLASSES
+
+                parts = self.object_head(picked).split(OBJECT_CLASSES, dim=-1)
+                tokens = tokens + self.attributes(torch.cat([part.softmax(-1) for part in parts], dim=-1))
+            tokens = tokens * real.unsqueeze(-1).to(picked.dtype)
         # An image without objects would leave its slots nothing to attend to (NaN): let them attend
         # to each other; they are not sent.
         attend = real | ~real.any(dim=1, keepdim=True)
@@ -470,7 +483,7 @@ class DeepSCVQA(nn.Module):
 
 
 def vision_encoder_from_codec(codec: nn.Module, image_size: int, tokens: str = "objects", freeze: bool = True,
-                              source: str | Path = "") -> VisionEncoderConfig:
+                              source: str | Path = "", attributes: bool = False) -> VisionEncoderConfig:
     """Describe an M4SC codec's vision encoder as DeepSC-VQA's image encoder (then
     :meth:`DeepSCVQA.copy_vision_from` copies its weights).
 
@@ -481,6 +494,7 @@ def vision_encoder_from_codec(codec: nn.Module, image_size: int, tokens: str = "
         tokens: ``"patches"`` or ``"objects"`` (needs the codec's object head, ``visual_tokens=objects``).
         freeze: keep the encoder's weights in training.
         source: the codec folder (recorded in the config).
+        attributes: add the embedding of the object head's attribute probabilities (``tokens="objects"``).
 
     Raises:
         UserError: image size mismatch or no object head (one line).
@@ -495,8 +509,11 @@ def vision_encoder_from_codec(codec: nn.Module, image_size: int, tokens: str = "
     if tokens == "objects" and not hasattr(codec, "object_head"):
         raise UserError(f"the codec{where} has no object head (its visual_tokens is {codec.config.visual_tokens!r}): "
                         f"use vision_encoder.tokens: patches")
+    if attributes and tokens != "objects":
+        raise UserError("vision_encoder.attributes needs vision_encoder.tokens: objects")
     return VisionEncoderConfig(siglip={name: getattr(siglip, name) for name in SIGLIP_FIELDS}, tokens=tokens,
-                               max_objects=int(codec.config.max_objects), freeze=freeze, source=str(source))
+                               max_objects=int(codec.config.max_objects), freeze=freeze, attributes=attributes,
+                               source=str(source))
 
 
 def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:

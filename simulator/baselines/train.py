@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from simulator.baselines.deepsc import (
     CONFIG_FILE,
@@ -42,6 +42,7 @@ from simulator.baselines.deepsc import (
     save_deepsc,
 )
 from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig, load_deepsc_vqa, save_deepsc_vqa
+from simulator.config_io import StrictModel
 from simulator.device import resolve_device
 from simulator.errors import UserError
 from simulator.training.run_files import append_csv_row, drop_csv_rows, write_dir_atomically
@@ -71,8 +72,7 @@ EVAL_COLUMNS = ("system", "task", "channel", "snr_db", "accuracy", "bleu4", "num
 NOISE_FREE = "none"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel
 
 
 class ScheduleConfig(_Strict):
@@ -148,6 +148,8 @@ class VisionEncoderSettings(_Strict):
     freeze: bool = Field(default=True, description="keep the encoder's weights (false: fine-tune on the answer loss)")
     tokens: Literal["patches", "objects"] = Field(
         default="objects", description="every patch, or the patches the codec's object head picks (max_objects slots)")
+    attributes: bool = Field(default=False, description="objects only: add an embedding of the object head's "
+                                                          "attribute probabilities to each token")
 
 
 class DeepSCVQATrainConfig(_RunConfig):
@@ -528,7 +530,7 @@ def train_deepsc_vqa(config: DeepSCVQATrainConfig, resume: bool = False, progres
             settings = config.vision_encoder
             codec = _vision_codec(settings)
             vision = vision_encoder_from_codec(codec, config.image_size, settings.tokens, settings.freeze,
-                                               settings.checkpoint)
+                                               settings.checkpoint, settings.attributes)
         data = _vqa_data(config, "train")
         tokenizer = _tokenizer(Path(config.out_dir), [q for _, q, _, _ in data.vqa], config.tokenizer_vocab_size)
         answers = tuple(sorted({a for _, _, a, _ in data.vqa}))

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from simulator.errors import UserError
+from simulator.errors import UserError, not_a_folder
 
 
 def add_arguments(parser) -> None:
@@ -115,7 +115,7 @@ def _stats(args) -> int:
 
     root = args.root
     if not root.is_dir():
-        raise UserError(f"CLEVR directory not found: {root}")
+        raise UserError(not_a_folder(root, "CLEVR directory"))
     order = {"train": 0, "val": 1, "test": 2}
     question_files = sorted((root / "questions").glob("CLEVR_*_questions.json"), key=lambda p: (order.get(p.name.split("_")[1], 3), p.name))
     if not question_files:

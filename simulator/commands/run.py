@@ -43,7 +43,9 @@ def _checkpoint_dir(value: str | None) -> Path:
         return SHIPPED_CHECKPOINT
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise UserError(f"model.checkpoint: folder not found: {path}")
+        from simulator.errors import not_a_folder
+
+        raise UserError(f"model.checkpoint: {not_a_folder(path, 'checkpoint folder')}")
     return path.resolve()
 
 

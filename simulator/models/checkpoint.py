@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from simulator.errors import not_a_folder
 from simulator.models.config import CodecConfig
 
 __all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "read_weights", "check_weights",
@@ -80,7 +81,7 @@ def read_codec_config(directory: str | Path) -> CodecConfig:
     """The :class:`CodecConfig` stored in a checkpoint folder."""
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
-        raise CheckpointError(f"checkpoint folder not found: {directory}")
+        raise CheckpointError(not_a_folder(directory, "checkpoint folder"))
     if not path.is_file():
         raise CheckpointError(f"checkpoint has no {CONFIG_FILE}: {path}")
     try:

@@ -86,6 +86,10 @@ class CodecConfig:
             ``max_objects``, each with a learned embedding of its patch position): a few tokens that
             each hold one object, so the LLM attends to objects instead of searching 64 patches.
         max_objects: visual slots with ``visual_tokens="objects"`` (unused slots are masked out).
+        object_attributes: with ``visual_tokens="objects"``, each object token also gets a learned
+            embedding of what the object head says about it (its colour, shape, size and material
+            probabilities, ``[sum(OBJECT_CLASSES)] -> [d]``): the dense stage-0 labels then reach the
+            LLM as near-symbolic tokens instead of having to be read out of the raw feature again.
     """
 
     profile: str = "tiny"
@@ -102,6 +106,7 @@ class CodecConfig:
     image_position: str = "before_prompt"
     visual_tokens: str = "patches"
     max_objects: int = 10
+    object_attributes: bool = False
 
     def __post_init__(self):
         if isinstance(self.projector, dict):
@@ -118,6 +123,10 @@ class CodecConfig:
             raise ValueError(f"visual_tokens must be one of {', '.join(VISUAL_TOKENS)}, got {self.visual_tokens!r}")
         if isinstance(self.max_objects, bool) or not isinstance(self.max_objects, int) or self.max_objects < 1:
             raise ValueError(f"max_objects must be an integer >= 1, got {self.max_objects!r}")
+        if not isinstance(self.object_attributes, bool):
+            raise ValueError(f"object_attributes must be true or false, got {self.object_attributes!r}")
+        if self.object_attributes and self.visual_tokens != "objects":
+            raise ValueError("object_attributes needs visual_tokens: objects (it embeds the object head's output)")
         if "model_type" not in self.llm:
             raise ValueError("llm.model_type is required (e.g. 'gemma2')")
 

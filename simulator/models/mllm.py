@@ -66,6 +66,14 @@ def detect_objects(object_head: nn.Module, features: torch.Tensor, max_objects: 
     return patches.gather(1, order), found.gather(1, order)
 
 
+def _cache_argument(decoder: nn.Module) -> str:
+    """The KV-cache keyword (and output field) of a ``transformers`` decoder: ``cache`` from
+    transformers 5.24 on, which deprecates ``past_key_values``, the name before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def build_vision(config: CodecConfig) -> nn.Module:
     """``transformers.SiglipVisionModel`` from ``config.vision`` (pretrained from ``vision_path`` if set)."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
@@ -152,6 +160,10 @@ class M4SCModel(nn.Module):
             self.object_head = nn.Linear(vision_dim, sum(OBJECT_CLASSES))
             self.object_position = nn.Embedding(config.num_patches, d)
             nn.init.normal_(self.object_position.weight, std=0.02)
+            if config.object_attributes:
+                # Zero at first: a codec gains the embedding without changing what it already does.
+                self.object_attributes = nn.Linear(sum(OBJECT_CLASSES), d, bias=False)
+                nn.init.zeros_(self.object_attributes.weight)
 
     # ---- pieces of the LLM -------------------------------------------------------------------
     @property
@@ -204,7 +216,8 @@ class M4SCModel(nn.Module):
     def image_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:
         every patch (``visual_tokens="patches"``, all real) or the detected objects' patches, each
-        projected and given its position embedding (``"objects"``; empty slots are zero)."""
+        projected and given its position embedding, plus with ``object_attributes`` the embedding of
+        the head's attribute probabilities (``"objects"``; empty slots are zero)."""
         if self.config.visual_tokens == "patches":
             tokens = self.encode_images(pixel_values)
             return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
@@ -212,6 +225,9 @@ class M4SCModel(nn.Module):
         patches, found = self.detect_objects(features)
         picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
         tokens = self.projector(picked) + self.object_position(patches)
+        if self.config.object_attributes:
+            probabilities = [part.softmax(-1) for part in self.object_head(picked).split(OBJECT_CLASSES, dim=-1)]
+            tokens = tokens + self.object_attributes(torch.cat(probabilities, dim=-1))
         return tokens * found.unsqueeze(-1).to(tokens.dtype), found
 
     def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -321,12 +337,13 @@ class M4SCModel(nn.Module):
         finished = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
         tokens, hidden_states, alive = [], [], []
         past = None
+        cache_argument = _cache_argument(self.decoder)
         step_embeds, step_mask, step_positions = embeds, mask, positions
         for _ in range(max_new_tokens):
             if use_cache:
                 out = self.decoder(inputs_embeds=step_embeds, attention_mask=step_mask,
-                                   position_ids=step_positions, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                                   position_ids=step_positions, use_cache=True, **{cache_argument: past})
+                past = getattr(out, cache_argument)
             else:
                 out = self.decoder(inputs_embeds=step_embeds, attention_mask=step_mask,
                                    position_ids=step_positions, use_cache=False)

@@ -23,7 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from simulator.config_io import StrictModel
 
 __all__ = ["StageConfig", "DataConfig", "TrainConfig", "STAGE_ORDER", "STAGE_NUMBERS", "DEFAULT_TRAINABLE"]
 
@@ -40,8 +42,7 @@ DEFAULT_TRAINABLE = {
 TASKS = ("vqa", "caption", "classify")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictModel
 
 
 class StageConfig(_Strict):

@@ -56,7 +56,7 @@ def _group_of(name: str) -> str:
         return "siglip_text"
     if name.startswith(("vision.", "object_head.")):
         return "vision"
-    if name.startswith(("projector.", "object_position.")):
+    if name.startswith(("projector.", "object_position.", "object_attributes.")):
         return "projector"
     if name.startswith(("channel_encoder.", "channel_decoder.")):
         return "channel_codec"

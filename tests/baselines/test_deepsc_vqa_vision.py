@@ -192,6 +192,31 @@ def test_text_only_ablation_answers_the_same_whatever_the_image(tokenizer, image
     assert loaded.config.text_only and loaded.answer(other, QUESTIONS) == model.answer(other, QUESTIONS)
 
 
+def test_attribute_embedding_adds_the_heads_probabilities_to_each_object_token(codec, tokenizer, tmp_path):
+    spec = vision_encoder_from_codec(codec, IMAGE_SIZE, "objects", True, attributes=True)
+    torch.manual_seed(0)
+    model = DeepSCVQA(_config(tokenizer, vision_encoder=spec), tokenizer)
+    model.copy_vision_from(codec)
+    loaded = load_deepsc_vqa(save_deepsc_vqa(model, tmp_path / "vqa"))
+    assert loaded.config.vision_encoder.attributes
+    assert torch.equal(loaded.image_encoder.attributes.weight, model.image_encoder.attributes.weight)
+    encoder = model.image_encoder.eval()
+    features = _features_with_centres({0: [5], 1: [2, 9]}, 2, codec.vision.config.hidden_size)
+    encoder.features = lambda images: features
+    encoder.encoder = torch.nn.Identity()  # the token sum itself, before the image transformer
+    encoder.encoder.forward = lambda tokens, src_key_padding_mask=None: tokens
+    with torch.no_grad():
+        tokens, real = encoder(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE))
+        probabilities = torch.cat([part.softmax(-1) for part in codec.object_head(features[1, [2, 9]]).split(OBJECT_CLASSES, -1)], -1)
+        expected = (encoder.input(features[1, [2, 9]]) + encoder.positions(torch.tensor([2, 9]))
+                    + encoder.attributes(probabilities))
+    assert real.tolist() == [[True, False, False], [True, True, False]]
+    assert torch.allclose(tokens[1, :2], expected, atol=1e-6) and torch.all(tokens[~real] == 0)
+    assert encoder.attributes.weight.requires_grad
+    with pytest.raises(UserError, match="attributes needs vision_encoder.tokens: objects"):
+        vision_encoder_from_codec(codec, IMAGE_SIZE, "patches", attributes=True)
+
+
 def test_bad_combinations_and_sizes_are_one_line_errors(codec, tokenizer):
     with pytest.raises(UserError) as err:
         vision_encoder_from_codec(codec, 96, "objects", True, "runs/x")
@@ -327,4 +352,4 @@ def test_the_shipped_recipe_starts_from_the_m4sc_stage0_encoder():
     config = load_train_config(Path(__file__).resolve().parents[2] / "scenarios" / "train_deepsc_vqa.yaml")
     assert config.clevr_dir == "data/clevr_small" and config.image_size == 96
     assert config.vision_encoder.model_dump() == {"checkpoint": "runs/train_tiny/stage0_vision/final",
-                                                  "freeze": True, "tokens": "objects"}
+                                                  "freeze": True, "tokens": "objects", "attributes": False}

@@ -69,6 +69,27 @@ def test_object_tokens_are_projected_features_plus_positions_and_empty_slots_are
     assert full_mask[:, :3].tolist() == [[1, 0, 0], [1, 1, 0]]  # only found objects are attended to
 
 
+def test_attribute_embedding_adds_the_heads_probabilities_of_each_found_object(tokenizer):
+    torch.manual_seed(0)
+    model = M4SCModel(tiny_config(visual_tokens="objects", max_objects=3, object_attributes=True), tokenizer).eval()
+    assert torch.all(model.object_attributes.weight == 0)  # a codec gains it without changing its outputs
+    pixels = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        features = model.vision(pixel_values=pixels).last_hidden_state
+        model.object_attributes.weight.normal_()
+    _mark_centres(model, features, {0: [6]})
+    model.vision.forward = lambda pixel_values: type("Out", (), {"last_hidden_state": features})()
+    tokens, real = model.image_tokens(pixels)
+    assert real.tolist() == [[True, False, False]]
+    with torch.no_grad():
+        logits = model.object_head(features[0, 6]).split(OBJECT_CLASSES)
+        probabilities = torch.cat([part.softmax(-1) for part in logits])
+        expected = (model.projector(features[0, [6]]) + model.object_position(torch.tensor([6]))
+                    + probabilities @ model.object_attributes.weight.T)
+    assert torch.allclose(tokens[0, :1], expected, atol=1e-5)
+    assert torch.all(tokens[~real] == 0)
+
+
 def test_object_codec_generates_and_round_trips_through_a_checkpoint(object_model, tmp_path):
     from simulator.models.checkpoint import load_codec, save_codec
 
@@ -94,9 +115,26 @@ def test_object_parts_train_with_the_vision_encoder_and_the_projector(object_mod
     assert object_model.object_position.weight.requires_grad and not object_model.object_head.weight.requires_grad
 
 
+def test_attribute_embedding_trains_with_the_projector_and_round_trips(tokenizer, tmp_path):
+    from simulator.models.checkpoint import load_codec, save_codec
+    from simulator.training.stages import set_trainable
+
+    model = M4SCModel(tiny_config(visual_tokens="objects", max_objects=3, object_attributes=True), tokenizer)
+    set_trainable(model, ["projector"])
+    assert model.object_attributes.weight.requires_grad
+    with torch.no_grad():
+        model.object_attributes.weight.normal_()
+    save_codec(model, tmp_path / "codec")
+    loaded = load_codec(tmp_path / "codec", "cpu")
+    assert loaded.config.object_attributes and torch.equal(loaded.object_attributes.weight, model.object_attributes.weight)
+
+
 @pytest.mark.parametrize("bad, message", [({"visual_tokens": "regions"}, "visual_tokens must be one of patches, objects"),
                                           ({"max_objects": 0}, "max_objects must be an integer >= 1"),
-                                          ({"max_objects": True}, "max_objects must be an integer >= 1")])
+                                          ({"max_objects": True}, "max_objects must be an integer >= 1"),
+                                          ({"object_attributes": "yes", "visual_tokens": "objects"},
+                                           "object_attributes must be true or false"),
+                                          ({"object_attributes": True}, "object_attributes needs visual_tokens: objects")])
 def test_bad_object_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**bad)
