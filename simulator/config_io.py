@@ -1,7 +1,8 @@
 """Reading typed YAML configs (scenarios, sweeps, training) with one-line errors.
 
-YAML is read with ``yaml.safe_load``; validation errors from pydantic become one
-:class:`~simulator.errors.UserError` line naming the file and the dotted field path.
+YAML is read with a ``yaml.SafeLoader`` that refuses duplicate keys; validation errors from
+pydantic become one :class:`~simulator.errors.UserError` line naming the file and the dotted field
+path.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ _SEQUENCES = (list, tuple, set, frozenset)
 def _bool_number_mixup(value, annotation) -> str | None:
     """Why ``value`` is a boolean where ``annotation`` wants a number or the reverse (also inside a
     list of numbers); None when it is not."""
-    types = _leaf_types(annotation)
+    admitted = _leaf_types(annotation)
     if isinstance(value, bool):
-        return f"must be a number, not {str(value).lower()}" if bool not in types and types & _NUMBERS else None
+        return f"must be a number, not {str(value).lower()}" if bool not in admitted and admitted & _NUMBERS else None
     if isinstance(value, (int, float)):
-        return f"must be true or false, not {value}" if types == {bool} or types == {bool, type(None)} else None
+        return f"must be true or false, not {value}" if admitted <= {bool, type(None)} and bool in admitted else None
     if isinstance(value, (list, tuple)):
         element_types = set()
-        for leaf in types:
+        for leaf in admitted:
             if typing.get_origin(leaf) in _SEQUENCES:
                 element_types |= set().union(*(_leaf_types(a) for a in typing.get_args(leaf) if a is not Ellipsis))
         if bool not in element_types and element_types & _NUMBERS and any(isinstance(v, bool) for v in value):
