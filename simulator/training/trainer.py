@@ -167,6 +167,7 @@ class Trainer:
             for key in ("ignore_images", "image_position"):
                 if key in self.config.codec:
                     setattr(model.config, key, self.config.codec[key])
+            self._check_architecture(model.config, previous)
         else:
             model = self.fresh_model()
         result = None
@@ -179,6 +180,16 @@ class Trainer:
             _barrier()
             result = final
         return result
+
+    # Scalar settings that fix the codec's modules or shapes: a later stage starts from the previous
+    # stage's codec, so a different value here would be silently ignored.
+    ARCHITECTURE_KEYS = ("visual_tokens", "max_objects", "object_attributes", "channel_symbols_per_token")
+
+    def _check_architecture(self, loaded, folder: Path) -> None:
+        for key in self.ARCHITECTURE_KEYS:
+            if key in self.config.codec and self.config.codec[key] != getattr(loaded, key):
+                raise UserError(f"codec.{key} is {self.config.codec[key]!r} but the codec in {folder} has "
+                                f"{getattr(loaded, key)!r}: it is set when a run starts from stage 0 (use a new out_dir)")
 
     def run_stage(self, name: str, model, resume: bool):
         """One stage; skipped when its ``final`` folder exists. Returns ``(model, final_dir)``."""

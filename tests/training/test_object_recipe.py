@@ -1,8 +1,11 @@
 """The object-token recipe end to end on tiny data: stage 0 trains the codec's own object head,
-stage 2 with the vision side frozen leaves the head and the encoder alone, and the card's scores."""
+stage 2 with the vision side frozen leaves the head and the encoder alone, the card's scores, and a
+later stage refuses a codec setting its starting codec does not have."""
 
+import pytest
 import torch
 
+from simulator.errors import UserError
 from simulator.models.checkpoint import load_codec
 from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
@@ -39,3 +42,6 @@ def test_object_recipe_trains_the_head_in_stage_0_and_keeps_it_after(tiny_data, 
     assert [(r["task"], r["channel"], r["snr_db"]) for r in rows] == [("vqa", "none", None), ("vqa", "awgn", 10.0),
                                                                         ("classify", "none", None)]
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["num_samples"] == n for r, n in zip(rows, (6, 6, 4)))
+    config.codec["max_objects"] = 5  # a later stage starts from the earlier codec: refused, not ignored
+    with pytest.raises(UserError, match=r"codec.max_objects is 5 but the codec in .*stage1_align/final has 4"):
+        Trainer(config).run("instruct")
