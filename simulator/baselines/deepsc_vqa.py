@@ -302,10 +302,9 @@ class PretrainedImageEncoder(nn.Module):
             picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
             tokens = self.input(picked) + self.positions(patches)
             if self.spec.attributes:
-                from simulator.models.mllm import OBJECT_CLASSES
+                from simulator.models.mllm import object_attribute_probabilities
 
-                parts = self.object_head(picked).split(OBJECT_CLASSES, dim=-1)
-                tokens = tokens + self.attributes(torch.cat([part.softmax(-1) for part in parts], dim=-1))
+                tokens = tokens + self.attributes(object_attribute_probabilities(self.object_head, picked))
             tokens = tokens * real.unsqueeze(-1).to(picked.dtype)
         # An image without objects would leave its slots nothing to attend to (NaN): let them attend
         # to each other; they are not sent.

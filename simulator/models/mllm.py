@@ -25,7 +25,8 @@ from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
-__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "detect_objects", "build_llm", "build_vision", "splice"]
+__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "detect_objects", "object_attribute_probabilities", "build_llm",
+           "build_vision", "splice"]
 
 # Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
 # "no object centre here" + each value of colour, shape, size and material (simulator.data.attributes).
@@ -64,6 +65,13 @@ def detect_objects(object_head: nn.Module, features: torch.Tensor, max_objects: 
     found = best > 0.5
     order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
     return patches.gather(1, order), found.gather(1, order)
+
+
+def object_attribute_probabilities(object_head: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """What the scene-graph head says of features ``[..., D]``: each attribute's softmax ("no object"
+    first), concatenated: ``[..., sum(OBJECT_CLASSES)]``."""
+    parts = object_head(features).split(OBJECT_CLASSES, dim=-1)
+    return torch.cat([part.softmax(-1) for part in parts], dim=-1)
 
 
 def _cache_argument(decoder: nn.Module) -> str:
@@ -226,8 +234,7 @@ class M4SCModel(nn.Module):
         picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
         tokens = self.projector(picked) + self.object_position(patches)
         if self.config.object_attributes:
-            probabilities = [part.softmax(-1) for part in self.object_head(picked).split(OBJECT_CLASSES, dim=-1)]
-            tokens = tokens + self.object_attributes(torch.cat(probabilities, dim=-1))
+            tokens = tokens + self.object_attributes(object_attribute_probabilities(self.object_head, picked))
         return tokens * found.unsqueeze(-1).to(tokens.dtype), found
 
     def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
