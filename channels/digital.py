@@ -68,6 +68,7 @@ CRC_BITS = 24
 _MIN_CODE_RATE, _MAX_CODE_RATE = 0.2, 0.95  # LDPC5GEncoder limits
 _SUPPORTED_TABLES = (1, 2)  # EESM beta tables exist for 38.214 tables 1 and 2 only
 _MIN_NO_EFF = 1e-10  # keeps LLRs finite on a noiseless channel
+_EXTRAPOLATION_SPAN_DB = 2.0  # BLER slope below the tables: from their lowest SNR to 2 dB above
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -213,6 +214,45 @@ def _eesm():
     from sionna.sys import EESM
 
     return EESM(device="cpu")
+
+
+def _probit_success(bler: torch.Tensor) -> torch.Tensor:
+    """``Phi^-1(1 - bler)``, with ``bler`` kept inside (1e-9, 1 - 1e-9) so the result is finite."""
+    success = (1.0 - bler.to(torch.float64)).clamp(1e-9, 1.0 - 1e-9)
+    return torch.special.ndtri(success)
+
+
+def _extend_below_table(bler: torch.Tensor, sinr_db: torch.Tensor, mcs: MCS, block_bits: int) -> torch.Tensor:
+    """BLER at SINRs below the tables' lowest SNR, continued down the waterfall instead of held flat.
+
+    ``PHYAbstraction.get_bler`` clamps its SNR to the table grid (lowest point -5 dB), so a short
+    code block keeps the table's edge BLER (0.94 for MCS 3 with 40 bits) at -10 or -30 dB alike,
+    and with ARQ ~20% of such blocks would arrive where the LDPC decoder delivers none. Below the
+    grid the success probability follows the normal approximation of finite-length coding
+    (``P(success) = Phi(a + b * snr_db)``, Polyanskiy et al. 2010), with ``a, b`` through the table
+    at its lowest SNR and 2 dB above it. Measured against the bit-level chain (MCS 3, 40-bit
+    blocks, AWGN, 300 blocks per point): BLER 0.990/0.999 vs 0.983/0.993 at -6/-7 dB, 1.0 vs 1.0
+    at -8 dB. A flat or rising table edge (no slope to follow) gives BLER 1 below the grid.
+
+    Args:
+        bler: ``[n]`` table BLER at ``sinr_db``.
+        sinr_db: ``[n]`` effective SINR of each code block, dB.
+    """
+    low_db = float(_phy_abstraction().snr_db_interp_min_max_delta[0])
+    below = sinr_db < low_db
+    if not bool(below.any()):
+        return bler
+    anchors_db = torch.tensor([low_db, low_db + _EXTRAPOLATION_SPAN_DB], dtype=torch.float32)
+    anchors = _phy_abstraction().get_bler(mcs.index, mcs.table_index, PDSCH_CATEGORY, block_bits,
+                                          torch.pow(10.0, anchors_db / 10.0)).clamp(0.0, 1.0).reshape(-1)
+    z_low, z_high = _probit_success(anchors).tolist()
+    slope = (z_high - z_low) / _EXTRAPOLATION_SPAN_DB
+    if slope <= 0.0:
+        extended = torch.ones_like(bler)
+    else:
+        z = z_low + slope * (sinr_db.to(torch.float64) - low_db)
+        extended = (1.0 - torch.special.ndtr(z)).to(bler.dtype)
+    return torch.where(below, extended, bler)
 
 
 def _snr_grid_db() -> np.ndarray:
@@ -604,7 +644,9 @@ class DigitalChain:
         sinr_eff = _eesm()(eesm_input, mcs_index, mcs_table_index=self.mcs.table_index).reshape(-1)
         bler = _phy_abstraction().get_bler(self.mcs.index, self.mcs.table_index, PDSCH_CATEGORY,
                                            seg.info_bits_per_codeword, sinr_eff)
-        bler = bler.clamp(0.0, 1.0).reshape(batch_size, num_users, seg.num_codewords).to(torch.float32)
+        bler = _extend_below_table(bler.clamp(0.0, 1.0).reshape(-1), 10.0 * torch.log10(sinr_eff).reshape(-1),
+                                   self.mcs, seg.info_bits_per_codeword)
+        bler = bler.reshape(batch_size, num_users, seg.num_codewords).to(torch.float32)
         draws = torch.rand(bler.shape, generator=generator)
         sinr_eff_db = (10.0 * torch.log10(sinr_eff)).reshape(bler.shape).to(torch.float32)
         return AbstractionResult(block_errors=draws < bler, bler=bler, sinr_eff_db=sinr_eff_db, segmentation=seg)

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from simulator.errors import EXIT_USAGE, UserError
+from simulator.errors import EXIT_USAGE, Interrupted, UserError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(str(err) if isinstance(err, Interrupted) else "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # Output piped into a reader that stopped early (``| head``): not an error of ours.

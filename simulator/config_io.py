@@ -72,14 +72,15 @@ def _leaf_types(annotation) -> set:
 
 
 def validation_message(err) -> str:
-    """The first problem of a pydantic ``ValidationError`` as ``field.path: message``."""
+    """The first problem of a pydantic ``ValidationError`` as ``field.path: message`` (a check of
+    the whole config, e.g. the workload size, as its message alone)."""
     first = err.errors()[0]
-    location = ".".join(str(part) for part in first.get("loc", ())) or "(top level)"
+    location = ".".join(str(part) for part in first.get("loc", ()))
     message = first.get("msg", str(err))
     message = message.removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         message = "unknown key"
-    return f"{location}: {message}"
+    return f"{location}: {message}" if location else message
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -178,13 +179,15 @@ def load_yaml_config(path: str | Path, model: type[Model], overrides: list[str] 
         raise UserError(f"{path}: {validation_message(err)}") from None
 
 
-def check_task_weights(tasks: dict[str, float], known) -> dict[str, float]:
-    """A task-mixture mapping: known task names, finite weights >= 0, not all 0 (ValueError otherwise)."""
-    import math
+#: Largest weight of a task mixture (weights are relative: a larger one is a typo).
+MAX_TASK_WEIGHT = 1e6
 
+
+def check_task_weights(tasks: dict[str, float], known) -> dict[str, float]:
+    """A task-mixture mapping: known task names, weights in [0, 1e6], not all 0 (ValueError otherwise)."""
     unknown = sorted(set(tasks) - set(known))
     if unknown:
         raise ValueError(f"unknown task {unknown[0]!r}; tasks are {', '.join(known)}")
-    if any(not math.isfinite(w) or w < 0 for w in tasks.values()) or sum(tasks.values()) <= 0:
-        raise ValueError("task weights must be >= 0 and not all 0")
+    if any(not 0 <= w <= MAX_TASK_WEIGHT for w in tasks.values()) or sum(tasks.values()) <= 0:
+        raise ValueError(f"task weights must be in [0, {MAX_TASK_WEIGHT:g}] and not all 0")
     return tasks

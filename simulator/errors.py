@@ -1,14 +1,18 @@
-"""The one exception type that the command line turns into a one-line message and exit status 2."""
+"""The exceptions the command line turns into one line: bad input (exit status 2) and a reported interrupt."""
 
 from pathlib import Path
 
-__all__ = ["UserError", "EXIT_USAGE", "not_a_folder"]
+__all__ = ["UserError", "Interrupted", "EXIT_USAGE", "not_a_folder"]
 
 EXIT_USAGE = 2
 
 
 class UserError(Exception):
     """Bad input from the user (argument, file, config value). The message is shown as one line."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with the one line to show (what was kept, how to go on)."""
 
 
 def not_a_folder(path: str | Path, what: str = "folder") -> str:

@@ -76,10 +76,45 @@ def eval_set_dir(preset: str, seed: int, num_images: int) -> Path:
 _Strict = StrictModel
 
 
-def _finite(value: float, what: str = "value") -> float:
+#: Ranges of the swept values: beyond them a number is a typo, not a scenario.
+SNR_RANGE_DB = (-60.0, 100.0)
+TX_POWER_RANGE_DBM = (-50.0, 80.0)
+MAX_SEED = 2**32 - 1
+
+
+def _in_range(value: float, what: str, low: float, high: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{what} must be a finite number")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be in [{low:g}, {high:g}], got {value:g}")
     return value
+
+
+#: Size limits of one run (README, "Limits"). The engine holds a point's tasks, records and
+#: per-user channel state in memory, so a larger workload is refused before anything is built or
+#: written, with this estimate: memory ~ _BASE_MEMORY_GB + tasks x _MEMORY_PER_TASK_KB. Measured
+#: on the 2-core CPU (peak RSS, vqa_8users at one SNR): 1024 users x 48 rounds (49,152 tasks, M4SC
+#: sharing off and on) 1.85 GB in 75 s; 1024 x 2 (2,048) 0.80 GB; all four systems, 1024 x 4, 1.22 GB.
+MAX_USERS = 1024
+MAX_TASKS_PER_POINT = 50_000
+_BASE_MEMORY_GB = 1.2
+_MEMORY_PER_TASK_KB = 25.0
+
+
+def workload_memory_gb(tasks_per_point: int) -> float:
+    """Estimated peak memory of a run serving ``tasks_per_point`` tasks per point, GB."""
+    return _BASE_MEMORY_GB + tasks_per_point * _MEMORY_PER_TASK_KB / 1e6
+
+
+def check_workload_size(num_users: int, tasks_per_point: int, mode: str) -> None:
+    """ValueError (one line, with the estimate) when the workload is beyond the documented limits."""
+    what = "num_users x traffic.rounds" if mode == "snapshot" else \
+        "num_users x traffic.arrival_rate_hz x traffic.duration_s"
+    if num_users > MAX_USERS or tasks_per_point > MAX_TASKS_PER_POINT:
+        raise ValueError(
+            f"workload too large: {num_users:,} users, {what} = {tasks_per_point:,} tasks per point "
+            f"(~{workload_memory_gb(tasks_per_point):,.1f} GB estimated); the limits are {MAX_USERS:,} users and "
+            f"{MAX_TASKS_PER_POINT:,} tasks per point (README, Limits)")
 
 
 class ModelSection(_Strict):
@@ -87,10 +122,10 @@ class ModelSection(_Strict):
 
     checkpoint: str | None = Field(default=None, description="codec folder; None: the shipped m4sc_tiny")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    max_new_tokens: int | None = Field(default=None, ge=1, description="generation limit; None: the codec's")
+    max_new_tokens: int | None = Field(default=None, ge=1, le=1024, description="generation limit; None: the codec's")
     channel_symbols_per_token: int | None = Field(
-        default=None, ge=1, description="c, complex symbols per token; fixed by the checkpoint (checked when given)")
-    generation_batch_size: int = Field(default=32, ge=1, description="prompts per MLLM call (speed only)")
+        default=None, ge=1, le=4096, description="c, complex symbols per token; fixed by the checkpoint (checked when given)")
+    generation_batch_size: int = Field(default=32, ge=1, le=4096, description="prompts per MLLM call (speed only)")
 
 
 class DataSection(_Strict):
@@ -100,8 +135,8 @@ class DataSection(_Strict):
     split: Literal["train", "val", "test"] = "test"
     preset: Literal["clevr", "clevr_small"] = Field(default=SHIPPED_DATA_PRESET,
                                                     description="statistics of the generated eval set")
-    generator_seed: int = Field(default=12345, ge=0, description="seed of the generated eval set (not a training seed)")
-    num_images: int = Field(default=300, ge=1, description="images of the generated eval set (10 questions each)")
+    generator_seed: int = Field(default=12345, ge=0, le=MAX_SEED, description="seed of the generated eval set (not a training seed)")
+    num_images: int = Field(default=300, ge=1, le=100_000, description="images of the generated eval set (10 questions each)")
     cache_dir: str | None = Field(default=None, description="where to generate; None: ~/.cache/m4sc/clevr-eval-...")
     text_dir: str | None = Field(default=None, description="sentiment corpus (python -m simulator data text)")
     text_subset: str = "sentences"
@@ -122,13 +157,13 @@ class TrafficSection(_Strict):
 
     mode: Literal["snapshot", "poisson"] = "snapshot"
     tasks: dict[str, float] = Field(default_factory=lambda: {"vqa": 1.0}, description="task mix weights")
-    rounds: int = Field(default=10, ge=1, description="snapshot: tasks per user")
-    arrival_rate_hz: float = Field(default=10.0, gt=0, description="poisson: tasks per second per user")
-    duration_s: float = Field(default=1.0, gt=0, description="poisson: simulated arrival window")
+    rounds: int = Field(default=10, ge=1, le=MAX_TASKS_PER_POINT, description="snapshot: tasks per user")
+    arrival_rate_hz: float = Field(default=10.0, gt=0, le=1e6, description="poisson: tasks per second per user")
+    duration_s: float = Field(default=1.0, gt=0, le=86_400, description="poisson: simulated arrival window")
     shared_task_probability: float = Field(default=0.0, ge=0, le=1)
-    num_group_tasks: int = Field(default=1, ge=1)
+    num_group_tasks: int = Field(default=1, ge=1, le=1000)
     batch_interval_s: float | None = Field(
-        default=None, gt=0, description="the BS starts a batch only at multiples of this; None: every slot")
+        default=None, gt=0, le=3600, description="the BS starts a batch only at multiples of this; None: every slot")
 
     @field_validator("tasks")
     @classmethod
@@ -154,15 +189,15 @@ class PlacementSection(_Strict):
     mode: Literal["snr_list", "drop"] = "snr_list"
     scenario: Literal["umi", "uma"] = "umi"
     tx_power_dbm: list[float] = Field(default_factory=lambda: [35.0], min_length=1)
-    noise_figure_db: float = 9.0
-    bandwidth_hz: float | None = Field(default=None, gt=0, description="None: the slot grid's bandwidth")
-    carrier_frequency_hz: float = Field(default=3.5e9, gt=0)
-    max_speed_mps: float = Field(default=0.0, ge=0)
+    noise_figure_db: float = Field(default=9.0, ge=0, le=50)
+    bandwidth_hz: float | None = Field(default=None, gt=0, le=1e10, description="None: the slot grid's bandwidth")
+    carrier_frequency_hz: float = Field(default=3.5e9, ge=5e8, le=1e11, description="38.901 models: 0.5-100 GHz")
+    max_speed_mps: float = Field(default=0.0, ge=0, le=150)
 
     @field_validator("tx_power_dbm")
     @classmethod
     def _finite_powers(cls, values: list[float]) -> list[float]:
-        return [_finite(v, "tx_power_dbm") for v in values]
+        return [_in_range(v, "tx_power_dbm", *TX_POWER_RANGE_DBM) for v in values]
 
 
 class ChannelSection(_Strict):
@@ -201,7 +236,7 @@ class SharingSection(_Strict):
 
     include_off: bool = True
     thresholds: list[float] = Field(default_factory=lambda: [0.95])
-    stat_tolerance: float = Field(default=0.1, ge=0, description="mean/variance agreement tolerance")
+    stat_tolerance: float = Field(default=0.1, ge=0, le=10, description="mean/variance agreement tolerance")
 
     @field_validator("thresholds")
     @classmethod
@@ -223,7 +258,7 @@ class SharingSection(_Strict):
 class ResourceSection(_Strict):
     """The per-slot grid (:class:`channels.allocation.SlotGrid`) and its broadcast/unicast split."""
 
-    num_prbs: int = Field(default=51, ge=1)
+    num_prbs: int = Field(default=51, ge=1, le=275, description="PRBs of the carrier (38.101: at most 275)")
     numerology: int = Field(default=1, ge=0, le=6)
     broadcast_share: float = Field(default=0.5, gt=0, le=1, description="largest PRB share of the broadcast")
     pf_beta: float = Field(default=0.98, gt=0, lt=1)
@@ -246,7 +281,7 @@ class BaselineSection(_Strict):
     digital_link: Literal["bits", "abstraction"] = Field(
         default="abstraction", description="abstraction: Sionna BLER tables; bits: LDPC-decode every code block")
     digital_target_bler: float = Field(default=0.1, gt=0, lt=1, description="code-block error rate the MCS choice aims at")
-    digital_max_transmissions: int = Field(default=4, ge=1, description="ARQ: transmissions per code block at most")
+    digital_max_transmissions: int = Field(default=4, ge=1, le=32, description="ARQ: transmissions per code block at most")
 
 
 class SweepPoint(BaseModel):
@@ -279,11 +314,11 @@ class Scenario(_Strict):
 
     name: str | None = Field(default=None, description="run name; None: the YAML file's stem")
     description: str = ""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     systems: list[str] = Field(default_factory=lambda: ["m4sc"], min_length=1)
     num_users: int = Field(ge=1)
     snr_db: list[float] | None = Field(default=None, min_length=1, description="sweep (placement snr_list), dB")
-    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None: torch's default")
+    num_threads: int | None = Field(default=None, ge=1, le=1024, description="torch CPU threads; None: torch's default")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
     traffic: TrafficSection = Field(default_factory=TrafficSection)
@@ -297,7 +332,7 @@ class Scenario(_Strict):
     @field_validator("snr_db")
     @classmethod
     def _finite_snr(cls, values: list[float] | None) -> list[float] | None:
-        return None if values is None else [_finite(v, "SNR") for v in values]
+        return None if values is None else [_in_range(v, "SNR (dB)", *SNR_RANGE_DB) for v in values]
 
     @field_validator("systems")
     @classmethod
@@ -327,7 +362,19 @@ class Scenario(_Strict):
             raise ValueError(f"name {channel.name!r} differs from placement.scenario {placement.scenario!r}")
         return channel
 
+    @model_validator(mode="after")
+    def _fits_the_engine(self) -> "Scenario":
+        check_workload_size(self.num_users, self.tasks_per_point(), self.traffic.mode)
+        return self
+
     # ---- derived views ---------------------------------------------------------------------
+    def tasks_per_point(self) -> int:
+        """Tasks each system serves per sweep point and sharing variant (Poisson: the expected count)."""
+        traffic = self.traffic
+        if traffic.mode == "snapshot":
+            return self.num_users * traffic.rounds
+        return math.ceil(min(self.num_users * traffic.arrival_rate_hz * traffic.duration_s, 1e18))
+
     def sweep_points(self) -> list[SweepPoint]:
         """The sweep in YAML order: SNRs (``snr_list``) or transmit powers (``drop``)."""
         if self.placement.mode == "drop":

@@ -37,11 +37,12 @@ import io
 import itertools
 import json
 import os
+import secrets
 import shutil
 import socket
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -448,6 +449,41 @@ def _loopback_only():
             os.environ[variable] = saved_env
 
 
+_RAY_TOKEN_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _reset_ray_token_cache() -> None:
+    from ray._raylet import AuthenticationTokenLoader
+
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextmanager
+def _token_in(folder: Path):
+    """Token authentication for the embedded Ray with its token in ``folder/auth_token``.
+
+    Ray 2.5x turns token authentication on for every new local cluster and, when it finds no token,
+    writes a new one to ``~/.ray/auth_token``, where it stays and is picked up by every later Ray
+    of that user. Here the token lives with the sweep's Ray files (``RAY_AUTH_TOKEN_PATH``, which
+    Ray reads before ``~/.ray``). A user's own ``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH``
+    wins: then nothing changes. Yields the token file, or None."""
+    if any(os.environ.get(name) for name in _RAY_TOKEN_VARIABLES):
+        yield None
+        return
+    token_path = folder / "auth_token"
+    descriptor = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+    _reset_ray_token_cache()
+    try:
+        yield token_path
+    finally:
+        for name in _RAY_TOKEN_VARIABLES:  # ray.init sets RAY_AUTH_MODE=token for its children
+            os.environ.pop(name, None)
+        _reset_ray_token_cache()
+
+
 @contextmanager
 def ray_session(address: str | None, out: Path, resources: SweepResources):
     """Connect to ``address`` or start an embedded local Ray bound to loopback; always shut down.
@@ -463,39 +499,42 @@ def ray_session(address: str | None, out: Path, resources: SweepResources):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     private_tmp = None
     info: dict[str, Any]
-    try:
-        if address:
-            try:
-                context = ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-            except Exception as err:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError ...
-                hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
-                    " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in this environment)"
-                raise UserError(f"--address: cannot connect to Ray at {address}: {type(err).__name__}: {err}{hint}") from None
-            info = {"mode": "cluster", "address": address}
-        else:
-            gpus = _gpu_count() if resources.num_gpus > 0 else 0
-            if resources.num_gpus > gpus:
-                raise UserError(f"resources.num_gpus: {resources.num_gpus:g} per point, but this machine has "
-                                f"{gpus} GPU(s) (connect to a cluster with --address)")
-            cpus = _cpu_count()
-            if resources.num_cpus > cpus:
-                raise UserError(f"resources.num_cpus: {resources.num_cpus:g} per point, but this machine has {cpus} CPU(s)")
-            temp_dir, is_private = _ray_temp_dir(out)
-            private_tmp = temp_dir if is_private else None
-            temp_dir.mkdir(parents=True, exist_ok=True)
-            with _loopback_only():
-                context = ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
-                                   _node_ip_address="127.0.0.1", _temp_dir=str(temp_dir), log_to_driver=False,
-                                   logging_level=logging.ERROR, configure_logging=True)
-            info = {"mode": "local", "address": getattr(context, "address_info", {}).get("address"),
-                    "num_cpus": cpus, "num_gpus": gpus, "temp_dir": str(temp_dir)}
-        info["ray_version"] = ray.__version__
-        yield info
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        if private_tmp is not None:
-            shutil.rmtree(private_tmp, ignore_errors=True)
+    with ExitStack() as session:  # the token's setting ends after ray.shutdown
+        try:
+            if address:
+                try:
+                    context = ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+                except Exception as err:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError ...
+                    hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
+                        " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in this environment)"
+                    raise UserError(f"--address: cannot connect to Ray at {address}: {type(err).__name__}: {err}{hint}") from None
+                info = {"mode": "cluster", "address": address}
+            else:
+                gpus = _gpu_count() if resources.num_gpus > 0 else 0
+                if resources.num_gpus > gpus:
+                    raise UserError(f"resources.num_gpus: {resources.num_gpus:g} per point, but this machine has "
+                                    f"{gpus} GPU(s) (connect to a cluster with --address)")
+                cpus = _cpu_count()
+                if resources.num_cpus > cpus:
+                    raise UserError(f"resources.num_cpus: {resources.num_cpus:g} per point, but this machine has {cpus} CPU(s)")
+                temp_dir, is_private = _ray_temp_dir(out)
+                private_tmp = temp_dir if is_private else None
+                temp_dir.mkdir(parents=True, exist_ok=True)
+                token_path = session.enter_context(_token_in(temp_dir))
+                with _loopback_only():
+                    context = ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
+                                       _node_ip_address="127.0.0.1", _temp_dir=str(temp_dir), log_to_driver=False,
+                                       logging_level=logging.ERROR, configure_logging=True)
+                info = {"mode": "local", "address": getattr(context, "address_info", {}).get("address"),
+                        "num_cpus": cpus, "num_gpus": gpus, "temp_dir": str(temp_dir),
+                        "auth_token": None if token_path is None else str(token_path)}
+            info["ray_version"] = ray.__version__
+            yield info
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            if private_tmp is not None:
+                shutil.rmtree(private_tmp, ignore_errors=True)
 
 
 def _run_on_ray(specs: list[dict], resources: SweepResources, max_retries: int, max_parallel: int,

@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["add_arguments", "main", "SUMMARY_COLUMNS"]
+from simulator.errors import Interrupted
+
+__all__ = ["add_arguments", "main", "SUMMARY_COLUMNS", "progress_bar"]
 
 SUMMARY_COLUMNS = ["system", "task", "snr_db", "sharing", "threshold", "accuracy", "bleu4", "sharing_ratio",
                    "bytes_total", "latency_mean_s"]
@@ -49,17 +51,26 @@ def _checkpoint_dir(value: str | None) -> Path:
     return path.resolve()
 
 
-def _load_baseline(kind: str, folder: str | None, device, cached=None):
-    """A baseline checkpoint (``kind`` deepsc / deepsc_vqa; None: the shipped one); UserError naming the field."""
-    from simulator.baselines import BaselineCheckpointError, load_deepsc, load_deepsc_vqa
+def _baseline_folder(kind: str, folder: str | None) -> Path:
+    """The folder of a baseline checkpoint (``kind`` deepsc / deepsc_vqa; None: the shipped one);
+    UserError naming the field when it holds no checkpoint."""
     from simulator.baselines.systems import SHIPPED_BASELINES
     from simulator.errors import UserError
 
-    field = f"baselines.{kind}_checkpoint"
     path = Path(folder).expanduser() if folder else SHIPPED_BASELINES[kind]
     if not (path / "config.json").is_file():
-        raise UserError(f"{field}: no {kind} checkpoint at {path} "
+        raise UserError(f"baselines.{kind}_checkpoint: no {kind} checkpoint at {path} "
                         f"(train one with: python -m simulator train scenarios/train_{kind}.yaml)")
+    return path
+
+
+def _load_baseline(kind: str, folder: str | None, device, cached=None):
+    """A baseline checkpoint loaded (see :func:`_baseline_folder`); UserError naming the field."""
+    from simulator.baselines import BaselineCheckpointError, load_deepsc, load_deepsc_vqa
+    from simulator.errors import UserError
+
+    field = f"baselines.{kind}_checkpoint"
+    path = _baseline_folder(kind, folder)
     loader = load_deepsc if kind == "deepsc" else load_deepsc_vqa
     try:
         if cached is not None:
@@ -99,6 +110,9 @@ class _Setup:
         self.run_dir = RunDirectory(out)
         self.run_dir.check_free()
         self.checkpoint = _checkpoint_dir(scenario.model.checkpoint)
+        for kind in ("deepsc", "deepsc_vqa"):  # before the codec loads: a missing folder is refused at once
+            if kind in scenario.systems:
+                _baseline_folder(kind, getattr(scenario.baselines, f"{kind}_checkpoint"))
         if scenario.num_threads is not None:
             torch.set_num_threads(scenario.num_threads)
         from simulator.device import resolve_device
@@ -275,6 +289,17 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def progress_bar(total: int, desc: str, unit: str, quiet: bool, initial: int = 0):
+    """A tqdm bar on stderr: redrawn in a terminal; in a log file (no terminal) a line every 30 s,
+    so a long run on a cluster node shows how far it is and its ETA; nothing when ``quiet``."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, disable=quiet,
+                dynamic_ncols=interactive, mininterval=0.1 if interactive else 30.0,
+                ascii=not interactive)
+
+
 def _close(progress) -> None:
     if progress is not None:
         progress.close()
@@ -282,8 +307,6 @@ def _close(progress) -> None:
 
 def main(args) -> int:
     import logging
-
-    from tqdm import tqdm
 
     from simulator.results import summarize
 
@@ -295,22 +318,22 @@ def main(args) -> int:
     progress = None
     previous_sigterm = signal.signal(signal.SIGTERM, _terminate) if _in_main_thread() else None
     try:
-        with tqdm(total=runner.generation_units(), unit="task", desc="generate", file=sys.stderr,
-                  disable=None, dynamic_ncols=True) as generation:
+        with progress_bar(runner.generation_units(), "generate", "task", args.json) as generation:
             began = time.perf_counter()
             runner.prepare(on_progress=generation.update)
             run_dir.manifest["generation_s"] = round(time.perf_counter() - began, 3)
-        progress = tqdm(total=runner.work_units(), unit="task", desc=setup.name, file=sys.stderr,
-                        disable=None, dynamic_ncols=True)
-        for results in runner.run(on_batch=progress.update):
+        points = len(setup.scenario.sweep_points())
+        progress = progress_bar(runner.work_units(), f"{setup.name} point 1/{points}", "task", args.json)
+        for done, results in enumerate(runner.run(on_batch=progress.update), start=1):
+            progress.set_description(f"{setup.name} point {min(done + 1, points)}/{points}", refresh=False)
             rows = [row for result in results
                     for row in summarize(result, setup.scenario, _channel_label(setup), setup.symbols_per_token)]
             run_dir.add_rows(rows)
     except KeyboardInterrupt:
         _close(progress)
         run_dir.finish("interrupted")
-        print(f"interrupted: {run_dir.manifest['points_done']} finished point(s) kept in {run_dir.path}", file=sys.stderr)
-        raise
+        raise Interrupted(f"interrupted: {run_dir.manifest['points_done']} finished point(s) kept in {run_dir.path}") \
+            from None
     except BaseException as err:
         _close(progress)
         run_dir.finish("failed", error=f"{type(err).__name__}: {err}")

@@ -44,11 +44,9 @@ def main(args) -> int:
     import logging
     import signal
 
-    from tqdm import tqdm
+    from simulator.commands.run import _in_main_thread, _terminate, progress_bar  # SIGTERM ends the sweep like Ctrl-C
 
-    from simulator.commands.run import _in_main_thread, _terminate  # SIGTERM ends the sweep like Ctrl-C
-
-    from simulator.errors import UserError
+    from simulator.errors import Interrupted, UserError
     from simulator.sweep import plan_sweep, run_sweep
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -59,8 +57,7 @@ def main(args) -> int:
     bar = {}
 
     def on_start(total: int, skipped: int) -> None:
-        bar["tqdm"] = tqdm(total=total, initial=skipped, unit="point", desc=plan.name, file=sys.stderr,
-                           disable=None, dynamic_ncols=True)
+        bar["tqdm"] = progress_bar(total, plan.name, "point", False, initial=skipped)
 
     def on_point(point, outcome) -> None:
         if outcome["status"] != "ok":
@@ -71,6 +68,8 @@ def main(args) -> int:
     try:
         manifest = run_sweep(plan, use_ray=use_ray, address=args.address, resume=args.resume,
                              max_parallel=args.max_parallel, on_start=on_start, on_point=on_point)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: finished points kept in {plan.directory.path} (--resume goes on)") from None
     finally:
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)

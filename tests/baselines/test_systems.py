@@ -110,14 +110,16 @@ def test_a_users_reception_does_not_depend_on_the_other_users(vqa_system):
 
 
 class _FixedAnswers:
-    """Stands in for the M4SC system: the BS's output text per task (~300 bytes: the BLER tables
-    give short blocks a floor of ~0.998 far below their threshold, longer ones 1.0)."""
+    """Stands in for the M4SC system: the BS's output text per task (~300 bytes, or one word)."""
+
+    def __init__(self, one_word: bool = False):
+        self.one_word = one_word
 
     def prepare(self, tasks, on_progress=None):
         pass
 
     def output_text(self, task):
-        return f"answer {task.task_id} " + "x" * 290
+        return "yes" if self.one_word else f"answer {task.task_id} " + "x" * 290
 
 
 def _allocation(num_users: int, snr_db: float, payload_bits: list[int]):
@@ -140,6 +142,21 @@ def test_digital_answer_is_error_free_at_high_snr_and_fails_at_very_low_snr(link
     # Every block was sent max_transmissions times: three extra rounds of the whole payload.
     per_payload = _allocation(3, -15.0, plan.payload_bits).unicast[0].num_symbols_needed
     assert low[0].retransmitted_symbols == 3 * per_payload and low[0].retransmission_time_s > 0
+
+
+@pytest.mark.parametrize("link_model", ["bits", "abstraction"])
+@pytest.mark.parametrize("snr_db", [-30.0, -10.0])
+def test_one_word_answers_do_not_arrive_far_below_the_lowest_mcs(link_model, snr_db):
+    """One-word answers fit one short code block; the BLER tables end at -5 dB with BLER 0.94
+    for such blocks, which four ARQ rounds once turned into ~20% delivered at -30 dB."""
+    system = DigitalAnswerSystem(_FixedAnswers(one_word=True), AWGNChannel(equalizer="zf"), link_model=link_model)
+    tasks = _vqa_tasks(8)
+    encoded = system.encode(tasks)
+    plan = system.plan(encoded, None)
+    users = list(range(8))
+    delivered = system.deliver(encoded, plan, users, _link(8, snr_db, equalizer="zf"),
+                               _allocation(8, snr_db, plan.payload_bits))
+    assert [d.prediction for d in delivered] == [""] * 8
 
 
 def test_digital_source_sends_the_image_file_and_the_question(tmp_path):

@@ -150,6 +150,22 @@ def test_phy_abstraction_agrees_with_bit_level_chain():
         assert check(table.bler.mean().item()), (offset, "table")
 
 
+def test_phy_abstraction_continues_the_waterfall_below_its_tables():
+    """Below the tables' lowest SNR (-5 dB) the BLER keeps rising to 1 instead of staying at the
+    edge value (0.94 for 40-bit blocks at MCS 3), and agrees with the bit-level chain there."""
+    mcs = mcs_table(1)[0]
+    chain = DigitalChain.from_mcs(mcs)
+    gen = torch.Generator().manual_seed(0)
+    bler = {snr: chain.transmit_abstract(16, AWGNChannel(), snr, generator=gen).bler.item()
+            for snr in (-30.0, -10.0, -7.0, -6.0, -5.05, -5.0, -4.0)}
+    assert bler[-30.0] == 1.0 and bler[-10.0] > 1 - 1e-6
+    assert bler[-10.0] >= bler[-7.0] >= bler[-6.0] >= bler[-5.05] >= bler[-5.0] > bler[-4.0]
+    assert abs(bler[-5.05] - bler[-5.0]) < 0.01  # continuous at the table's edge
+    bits = _bits((300, 1, 16), seed=1)
+    bit_level = chain.transmit(bits, AWGNChannel(), -6.0, stream=user_generators(3, 1)).block_errors.float().mean()
+    assert abs(bit_level.item() - bler[-6.0]) < 0.03
+
+
 def test_phy_abstraction_on_block_fading_uses_per_block_snr():
     chain = DigitalChain.from_mcs(get_mcs(10))
     plan = chain.plan(4000)

@@ -16,17 +16,19 @@ from simulator.scenario import Scenario
 
 @pytest.fixture
 def finished_runs(write_scenario, tmp_path, capsys):
-    """The base scenario run twice with the same seed (the first with --json)."""
+    """The base scenario run twice with the same seed (the first with --json); the outputs, what
+    the --json run printed, and both runs' stderr."""
     path = write_scenario()
     outs = [tmp_path / "first", tmp_path / "second"]
     assert main(["run", str(path), "--out", str(outs[0]), "--json"]) == 0
-    printed = capsys.readouterr().out
+    first = capsys.readouterr()
     assert main(["run", str(path), "--out", str(outs[1])]) == 0
-    return outs, printed
+    second = capsys.readouterr()
+    return outs, first.out, (first.err, second.err)
 
 
 def test_outputs_columns_config_and_manifest(finished_runs):
-    (out, _), printed = finished_runs
+    (out, _), printed, _ = finished_runs
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "manifest.json", "metrics.parquet"]
     frame = pd.read_parquet(out / "metrics.parquet")
     assert list(frame.columns) == COLUMNS
@@ -52,8 +54,15 @@ def test_outputs_columns_config_and_manifest(finished_runs):
     assert len(rows) == 6 and set(rows[0]) == set(COLUMNS)
 
 
+def test_progress_goes_to_stderr_and_json_runs_quietly(finished_runs):
+    _, _, (json_err, plain_err) = finished_runs
+    assert json_err == ""  # no progress, and no warning of any library
+    # Not a terminal here: tqdm's plain-text bar (first and last state at least), with the points.
+    assert "point 2/2" in plain_err and "100%" in plain_err and "task" in plain_err
+
+
 def test_same_seed_gives_identical_metrics(finished_runs):
-    (first, second), _ = finished_runs
+    (first, second), _, _ = finished_runs
     a = pd.read_parquet(first / "metrics.parquet")
     b = pd.read_parquet(second / "metrics.parquet")
     pd.testing.assert_frame_equal(a, b)
@@ -61,7 +70,7 @@ def test_same_seed_gives_identical_metrics(finished_runs):
 
 
 def test_threshold_one_equals_sharing_off_row_by_row(finished_runs):
-    (out, _), _ = finished_runs
+    (out, _), _, _ = finished_runs
     frame = pd.read_parquet(out / "metrics.parquet")
     off = frame[~frame["sharing"]].reset_index(drop=True)
     one = frame[frame["threshold"] == 1.0].reset_index(drop=True)
@@ -100,7 +109,8 @@ def test_interrupted_run_keeps_finished_points(write_scenario, tmp_path, monkeyp
     monkeypatch.setattr(SweepRunner, "run_point", run_point_then_interrupt)
     out = tmp_path / "out"
     assert main(["run", str(write_scenario()), "--out", str(out)]) == 130
-    assert "interrupted" in capsys.readouterr().err
+    said = [line for line in capsys.readouterr().err.splitlines() if "interrupted" in line]
+    assert said == [f"interrupted: 1 finished point(s) kept in {out}"]  # once, not again by the CLI
     frame = pd.read_parquet(out / "metrics.parquet")
     assert list(frame.columns) == COLUMNS and len(frame) == 3 and set(frame["snr_db"]) == {0.0}
     manifest = json.loads((out / "manifest.json").read_text())

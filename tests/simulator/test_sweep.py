@@ -2,6 +2,7 @@
 written, parts + combined table, resume, a failing point, and one sweep through an embedded Ray."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -165,9 +166,14 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_two_point_sweep_on_embedded_ray_leaves_no_ray_behind(write_sweep, tmp_path, capsys):
+def test_two_point_sweep_on_embedded_ray_leaves_no_ray_behind(write_sweep, tmp_path, capsys, monkeypatch):
     import ray
 
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
     path = write_sweep({"num_users": [1, 2]}, resources={"num_cpus": 1, "num_gpus": 0})
     out = tmp_path / "out"
     began = time.perf_counter()
@@ -177,6 +183,10 @@ def test_two_point_sweep_on_embedded_ray_leaves_no_ray_behind(write_sweep, tmp_p
     assert not ray.is_initialized()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["ray"]["mode"] == "local" and manifest["ray"]["address"].startswith("127.0.0.1:")
+    # Ray's own default would write a new token to ~/.ray/auth_token and leave it there.
+    assert Path(manifest["ray"]["auth_token"]).parent == Path(manifest["ray"]["temp_dir"])
+    assert not (home / ".ray").exists()
+    assert not any(os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"))
     assert manifest["points_ok"] == 2
     records = [json.loads(p.read_text()) for p in (out / "parts").glob("*.json")]
     assert sorted(r["grid"]["num_users"] for r in records) == [1, 2]
