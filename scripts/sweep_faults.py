@@ -1,11 +1,11 @@
 """Fault drills for `python -m simulator sweep`: the rows after a fault must equal a clean run's.
 
-    python scripts/sweep_faults.py kill-resume [--sweep scenarios/fig6.yaml] [--kill-after 5 15 25]
+    python scripts/sweep_faults.py kill-resume [--sweep scenarios/fig6.yaml] [--kill-at 0.15 0.6 0.9]
     python scripts/sweep_faults.py ray-cluster [--sweep scenarios/fig6.yaml] [--kill-worker-after 20]
 
-kill-resume: runs the sweep once undisturbed, then, for each kill time, starts it afresh in its own
-process group, SIGKILLs the whole group (driver, embedded Ray, workers) after that many seconds and
-runs ``--resume`` until it completes.
+kill-resume: runs the sweep once undisturbed, then, for each kill moment (a fraction of the clean
+run's wall time: during start-up, mid-way, near the end), starts it afresh in its own process group,
+SIGKILLs the whole group (driver, embedded Ray, workers) then and runs ``--resume`` until it completes.
 
 ray-cluster: a two-node Ray cluster on this machine, as a user would start one on two hosts (``ray
 start --head`` bound to 127.0.0.1 with token authentication, then ``ray start --address`` as the
@@ -21,6 +21,8 @@ points); ``--sweep`` takes any sweep file.
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import secrets
 import shutil
@@ -83,13 +85,15 @@ def _resume_until_complete(sweep: Path, out: Path, env=None, extra: tuple[str, .
             return
 
 
-def kill_resume(sweep: Path, work: Path, kill_after: list[float]) -> bool:
+def kill_resume(sweep: Path, work: Path, kill_at: list[float]) -> bool:
     clean = work / "clean"
     began = time.perf_counter()
     _finish(_sweep(sweep, clean), "clean run")
-    print(f"  clean run: {time.perf_counter() - began:.0f} s")
+    wall_s = time.perf_counter() - began
+    print(f"  clean run: {wall_s:.0f} s")
     ok = True
-    for seconds in kill_after:
+    for fraction in kill_at:
+        seconds = round(fraction * wall_s, 1)
         out = work / f"killed_{seconds:g}s"
         process = _sweep(sweep, out, new_group=True)
         time.sleep(seconds)
@@ -107,6 +111,19 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _alive_nodes(address: str, env: dict, want: int = 2, timeout_s: float = 60.0) -> list[str]:
+    """IDs of the cluster's alive nodes, waiting until ``want`` have registered (or the timeout)."""
+    probe = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
+             "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % address)
+    deadline = time.time() + timeout_s
+    while True:
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+        nodes = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else []
+        if len(nodes) >= want or time.time() > deadline:
+            return nodes
+        time.sleep(2)
 
 
 def ray_cluster(sweep: Path, work: Path, kill_worker_after: float) -> bool:
@@ -131,7 +148,8 @@ def ray_cluster(sweep: Path, work: Path, kill_worker_after: float) -> bool:
         # --block keeps the worker node's processes in one group we can SIGKILL, as a host dying would.
         worker = subprocess.Popen([ray, "start", f"--address={address}", "--block", *common], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(8)  # the worker node registers
+        nodes = _alive_nodes(address, env)
+        print(f"  cluster at {address}: {len(nodes)} alive node(s), token authentication on")
         out = work / "cluster"
         process = _sweep(sweep, out, "--address", address, env=env)
         time.sleep(kill_worker_after)
@@ -140,7 +158,9 @@ def ray_cluster(sweep: Path, work: Path, kill_worker_after: float) -> bool:
         print(f"  worker node SIGKILLed after {kill_worker_after:g} s")
         if _finish(process, "sweep through the cluster") != 0:
             _resume_until_complete(sweep, out, env=env, extra=("--address", address))
-        return _verdict("two-node cluster, worker node killed", clean, out)
+        ran_on = [json.loads(p.read_text()).get("ray_node") for p in (out / "parts").glob("*.json")]
+        print(f"  points per node: {sorted(collections.Counter(node[:8] for node in ran_on if node).values())}")
+        return len(nodes) == 2 and _verdict("two-node cluster, worker node killed", clean, out)
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -156,7 +176,8 @@ def main() -> int:
         drill.add_argument("--sweep", type=Path, default=REPO / "scenarios" / "fig6.yaml")
         drill.add_argument("--work", type=Path, default=None, help="folder for the runs (default: a temporary one)")
         if name == "kill-resume":
-            drill.add_argument("--kill-after", type=float, nargs="+", default=[5.0, 15.0, 25.0], metavar="S")
+            drill.add_argument("--kill-at", type=float, nargs="+", default=[0.15, 0.6, 0.9], metavar="FRACTION",
+                               help="moments of the kills, as fractions of the clean run's wall time")
         else:
             drill.add_argument("--kill-worker-after", type=float, default=20.0, metavar="S")
     args = parser.parse_args()
@@ -164,7 +185,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     print(f"runs in {work}")
     if args.drill == "kill-resume":
-        ok = kill_resume(args.sweep.resolve(), work, args.kill_after)
+        ok = kill_resume(args.sweep.resolve(), work, args.kill_at)
     else:
         ok = ray_cluster(args.sweep.resolve(), work, args.kill_worker_after)
     return 0 if ok else 1

@@ -275,16 +275,26 @@ def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
     return rows, info
 
 
+def _ray_node_id() -> str | None:
+    """The Ray node running this process (a cluster's hosts can share a name), or None outside Ray."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - Ray missing or not a Ray worker: no node
+        return None
+
+
 def execute_point(spec: dict) -> dict:
     """Run one grid point; never raises for a failing point (status ``error`` with the message).
 
     ``spec``: ``point_id``, ``base`` (absolute scenario path), ``overrides`` (``key=value`` strings).
-    Returns ``point_id``, ``status``, ``error``, ``wall_s``, ``rows`` (list of dicts), ``host``, ``pid``
-    and ``info``.
+    Returns ``point_id``, ``status``, ``error``, ``wall_s``, ``rows`` (list of dicts), ``host``, ``pid``,
+    ``ray_node`` and ``info``.
     """
     began = time.perf_counter()
     outcome = {"point_id": spec["point_id"], "status": "ok", "error": None, "rows": [], "info": {},
-               "host": socket.gethostname(), "pid": os.getpid()}
+               "host": socket.gethostname(), "pid": os.getpid(), "ray_node": _ray_node_id()}
     try:
         outcome["rows"], outcome["info"] = _run_scenario(spec["base"], spec["overrides"])
     except UserError as err:
@@ -373,7 +383,7 @@ class SweepDirectory:
         record = {"point_id": point.point_id, "status": outcome["status"], "error": outcome["error"],
                   "wall_s": outcome["wall_s"], "rows": len(outcome["rows"]), "grid": point.grid_values,
                   "overrides": point.overrides, "host": outcome.get("host"), "pid": outcome.get("pid"),
-                  **outcome.get("info", {})}
+                  "ray_node": outcome.get("ray_node"), **outcome.get("info", {})}
         text = json.dumps(record, indent=2, default=str) + "\n"
         atomic_write_bytes(self.parts / f"{point.point_id}.json", text.encode("utf-8"))
 
