@@ -15,9 +15,9 @@ Pieces:
   rate matching) and Sionna ships no BLER curves for them.
 - :func:`required_snr_db`, :func:`select_mcs`: per-MCS SNR threshold = lowest SNR (0.1 dB grid)
   at which the BLER of ``sionna.sys.PHYAbstraction``'s interpolated AWGN BLER tables
-  (PDSCH, code block size ``code_block_size``) is ``<= target_bler``, made non-decreasing in the
-  MCS index by a running maximum (the raw interpolated tables are not monotone: they are
-  simulated on a 1.8 dB SNR grid).
+  (PDSCH, code block size ``code_block_size``) is ``<= target_bler``, plus this chain's measured
+  receiver loss (:data:`RECEIVER_LOSS_DB`), made non-decreasing in the MCS index by a running
+  maximum (the raw interpolated tables are not monotone: they are simulated on a 1.8 dB SNR grid).
 - :class:`DigitalChain`: segmentation into code blocks (with CRC-24B each), 5G LDPC, Gray QAM,
   bit-level transmission (:meth:`DigitalChain.transmit`), byte strings
   (:meth:`DigitalChain.send_bytes`), and a fast PHY-abstraction mode
@@ -321,10 +321,11 @@ def _check_bler(target_bler: float) -> None:
 
 
 def required_snr_db(mcs: MCS, target_bler: float = 0.1, code_block_size: int = DEFAULT_CODE_BLOCK_BITS) -> float:
-    """SNR (``Es/N0``, dB) at which ``mcs`` reaches ``target_bler`` per code block on AWGN.
+    """SNR (``Es/N0``, dB) at which this chain reaches ``target_bler`` per code block on AWGN.
 
-    From ``sionna.sys.PHYAbstraction``'s PDSCH BLER tables (see module docstring); ``inf`` if the
-    table never gets there below 30 dB.
+    ``sionna.sys.PHYAbstraction``'s PDSCH BLER tables (see module docstring) plus the chain's
+    measured receiver loss (:func:`receiver_loss_db`); ``inf`` if the table never gets there
+    below 30 dB.
     """
     _check_bler(target_bler)
     if mcs.index is None:

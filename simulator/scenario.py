@@ -94,7 +94,7 @@ def _in_range(value: float, what: str, low: float, high: float) -> float:
 #: per-user channel state in memory, so a larger workload is refused before anything is built or
 #: written, with this estimate: memory ~ _BASE_MEMORY_GB + tasks x _MEMORY_PER_TASK_KB. Measured
 #: on the 2-core CPU (peak RSS, vqa_8users at one SNR): 1024 users x 48 rounds (49,152 tasks, M4SC
-#: sharing off and on) 1.85 GB in 75 s; 1024 x 2 (2,048) 0.80 GB; all four systems, 1024 x 4, 1.22 GB.
+#: sharing off and on) 1.85 GB in 75 s, all four systems 2.42 GB in 12 min; 1024 x 2 (2,048) 0.80 GB.
 MAX_USERS = 1024
 MAX_TASKS_PER_POINT = 50_000
 _BASE_MEMORY_GB = 1.2
