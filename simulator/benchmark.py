@@ -66,12 +66,10 @@ class PipelineBench:
         from simulator.data.templates import render_prompt
         from simulator.evaluation import default_checkpoint, load_eval_samples
         from simulator.models.checkpoint import load_codec
-        from simulator.models.transceiver import Receiver, Transmitter
         from simulator.sharing import SemanticComparator
 
         self.device = torch.device(device)
-        self.model = load_codec(checkpoint or default_checkpoint(), device=str(self.device), inference=True)
-        self.transmitter, self.receiver = Transmitter(self.model), Receiver.from_model(self.model)
+        self.use_model(load_codec(checkpoint or default_checkpoint(), device=str(self.device), inference=True))
         self.comparator = SemanticComparator(threshold)
         self.snr_db = snr_db
         if generation_batch_size is None:
@@ -86,6 +84,13 @@ class PipelineBench:
         self.images = torch.stack([torch.nn.functional.interpolate(s.image[None], size=(size, size))[0]
                                    if s.image.shape[-1] != size else s.image for s in samples]).to(self.device) * 2 - 1
         self.answers = [s.references[0] for s in samples]
+
+    def use_model(self, model) -> None:
+        """Time ``model`` (an inference codec, e.g. a quantised copy) from now on."""
+        from simulator.models.transceiver import Receiver, Transmitter
+
+        self.model = model
+        self.transmitter, self.receiver = Transmitter(model), Receiver.from_model(model)
 
     @torch.inference_mode()
     def run(self, num_users: int, seed: int = 0) -> dict[str, float]:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "data": "make / convert / prepare datasets (CLEVR-like generator, sentiment text)",
     "train": "train the semantic codec (stages 0-3), resumable",
     "eval": "task accuracy of a codec versus SNR through a channel",
+    "calibrate": "rate table of a nested codec for the snr rate policy (rate_table.json)",
     "run": "simulate a scenario YAML (BS to many users, semantic sharing) and write results/<run>/",
     "plot": "Fig. 5/6-style figures from result folders",
     "sweep": "parameter sweeps over scenarios on Ray (local or a cluster), resumable",

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from simulator.errors import UserError, not_a_folder
-from simulator.scenario import TASKS, Scenario, SharingVariant, SweepPoint, TrafficSection
+from simulator.scenario import TASKS, AdaptationSetting, Scenario, SharingVariant, SweepPoint, TrafficSection
 from simulator.systems import BatchPlan, Delivery, Link, System
 
 __all__ = [
@@ -229,6 +229,7 @@ class TaskRecord:
     Times in seconds; symbols are complex channel uses; ``symbols_public`` is this task's share of
     the broadcast (the broadcast counts once over all tasks of a batch). ``payload_bits``: the
     information bits of a digital system's transmission (None for analog systems).
+    ``token_symbols``: symbols per token summed over the task's tokens (None if not token based).
     """
 
     user: int
@@ -246,6 +247,7 @@ class TaskRecord:
     same_scene: bool
     snr_db: float
     payload_bits: int | None = None
+    token_symbols: int | None = None
     delivered_s: float = math.nan
 
     @property
@@ -259,7 +261,8 @@ class TaskRecord:
 
 @dataclass
 class PointResult:
-    """All tasks served at one sweep point by one system under one sharing variant.
+    """All tasks served at one sweep point by one system under one sharing variant and one rate
+    adaptation setting.
 
     ``snr_db_users`` is ``[U]`` (dB), the users' SNRs at this point.
     """
@@ -269,6 +272,7 @@ class PointResult:
     variant: SharingVariant
     records: list[TaskRecord]
     snr_db_users: list[float]
+    adaptation: AdaptationSetting = field(default_factory=AdaptationSetting)
 
 
 # ---- caching -----------------------------------------------------------------------------------
@@ -330,12 +334,15 @@ class BaseStation:
         batch_interval_s: batches start only at multiples of this (the slot duration by default).
         expected_tasks: tasks to serve before the process ends.
         on_batch: called with the number of tasks of each batch served (progress).
+        adaptation: the rate-adaptation setting (``fixed`` by default).
     """
 
     def __init__(self, env, system: System, variant: SharingVariant, link: Link, allocator, cache: EncodingCache,
-                 batch_interval_s: float, expected_tasks: int, on_batch: Callable[[int], None] | None = None):
+                 batch_interval_s: float, expected_tasks: int, on_batch: Callable[[int], None] | None = None,
+                 adaptation: AdaptationSetting | None = None):
         self.env = env
         self.system, self.variant, self.link = system, variant, link
+        self.adaptation = adaptation or AdaptationSetting()
         self.allocator, self.cache = allocator, cache
         self.batch_interval_s = batch_interval_s
         self.expected_tasks = expected_tasks
@@ -377,6 +384,8 @@ class BaseStation:
         tasks = [a.task for a in batch]
         users = [a.user for a in batch]
         encoded, plan = self.cache.get(self.system, tasks, self.variant)
+        if self.adaptation.mode != "fixed":
+            plan = self.system.adapt(encoded, plan, self.link.snr_db[users], self.adaptation)
         digital = plan.payload_bits is not None
         payload = plan.payload_bits if digital else plan.unicast_symbols
         unicast = [0] * self.link.num_users
@@ -413,17 +422,20 @@ def _record(arrival: Arrival, start_s: float, air_time_s: float, delivery: Deliv
         overhead_bits=int(plan.overhead_bits[row]), tokens=int(plan.tokens[row]),
         public_tokens=int(plan.public_tokens[row]), same_scene=same_scene, snr_db=snr_db,
         payload_bits=int(plan.payload_bits[row]) if digital else None,
+        token_symbols=int(plan.token_symbols[row]) if plan.token_symbols is not None else None,
     )
 
 
 def simulate_episode(arrivals: list[Arrival], system: System, variant: SharingVariant, link: Link, allocator,
                      cache: EncodingCache, batch_interval_s: float,
-                     on_batch: Callable[[int], None] | None = None) -> list[TaskRecord]:
+                     on_batch: Callable[[int], None] | None = None,
+                     adaptation: AdaptationSetting | None = None) -> list[TaskRecord]:
     """Run one SimPy episode from t = 0 until every arrival is delivered; records in delivery order."""
     import simpy
 
     env = simpy.Environment()
-    base_station = BaseStation(env, system, variant, link, allocator, cache, batch_interval_s, len(arrivals), on_batch)
+    base_station = BaseStation(env, system, variant, link, allocator, cache, batch_interval_s, len(arrivals), on_batch,
+                               adaptation)
     for user in range(link.num_users):
         own = [a for a in arrivals if a.user == user]
         if own:
@@ -539,7 +551,7 @@ class SweepRunner:
         """Tasks served over the whole sweep (for a progress bar)."""
         points = len(self.scenario.sweep_points())
         return points * sum(sum(len(e) for e in self.episodes_for(system)) * len(self.variants_for(system))
-                            for system in self.systems.values())
+                            * len(self.adaptations_for(system)) for system in self.systems.values())
 
     def episodes_for(self, system: System) -> list[list[Arrival]]:
         """The workload restricted to the task kinds ``system`` serves (arrival times unchanged)."""
@@ -550,6 +562,10 @@ class SweepRunner:
         if system.shares_semantics:
             return self.scenario.sharing_variants()
         return [SharingVariant(threshold=None, stat_tolerance=self.scenario.sharing.stat_tolerance)]
+
+    def adaptations_for(self, system: System) -> list[AdaptationSetting]:
+        """The scenario's rate-adaptation settings, or only ``fixed`` for a system without rates."""
+        return list(self.scenario.adaptation) if system.adapts_rate else [AdaptationSetting()]
 
     def user_snr_db(self, point: SweepPoint) -> torch.Tensor:
         """``[U]`` float32, every user's SNR in dB at ``point``."""
@@ -597,7 +613,7 @@ class SweepRunner:
         return len({t.task_id for t in self.tasks() if t.kind in kinds})
 
     def run_point(self, point: SweepPoint, on_batch: Callable[[int], None] | None = None) -> list[PointResult]:
-        """Every system x sharing variant at ``point``."""
+        """Every system x sharing variant x adaptation setting at ``point``."""
         snr_db = self.user_snr_db(point)
         results = []
         for name, system in self.systems.items():
@@ -606,13 +622,14 @@ class SweepRunner:
             if not episodes:
                 continue
             for variant in self.variants_for(system):
-                link = self.link(snr_db)
-                records: list[TaskRecord] = []
-                for arrivals in episodes:
-                    allocator.reset()
-                    records += simulate_episode(arrivals, system, variant, link, allocator, self.cache,
-                                                self.batch_interval_s, on_batch)
-                results.append(PointResult(point, name, variant, records, [float(s) for s in snr_db]))
+                for setting in self.adaptations_for(system):
+                    link = self.link(snr_db)
+                    records: list[TaskRecord] = []
+                    for arrivals in episodes:
+                        allocator.reset()
+                        records += simulate_episode(arrivals, system, variant, link, allocator, self.cache,
+                                                    self.batch_interval_s, on_batch, setting)
+                    results.append(PointResult(point, name, variant, records, [float(s) for s in snr_db], setting))
         return results
 
     def run(self, on_batch: Callable[[int], None] | None = None) -> Iterator[list[PointResult]]:

@@ -138,8 +138,11 @@ def _score(task: str, predictions: list[str], samples: list[EvalSample]) -> dict
 
 @torch.inference_mode()
 def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[float], seed: int = 0,
-             batch_size: int = 32) -> list[dict]:
+             batch_size: int = 32, rate: int | None = None) -> list[dict]:
     """Score ``samples`` at each SNR (dB; ``inf`` = noise-free). One row per SNR.
+
+    ``rate``: send every token as the first ``rate`` of its ``c`` symbols (a nested codec's rates,
+    :attr:`~simulator.models.config.CodecConfig.rates`); None: all ``c``.
 
     Row keys: ``task``, ``channel``, ``snr_db``, ``accuracy`` (vqa/classify) or ``bleu`` and
     ``rouge_l`` (caption), ``accuracy_bs`` / ``bleu_bs`` (the BS's own output, before the channel),
@@ -151,6 +154,8 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
 
     if not samples:
         raise UserError("no evaluation samples")
+    if rate is not None and rate not in model.config.rates:
+        raise UserError(f"--rate {rate}: the codec serves {', '.join(map(str, model.config.rates))} symbols per token")
     task = samples[0].task
     transmitter, receiver = Transmitter(model), Receiver.from_model(model)
     c = model.config.channel_symbols_per_token
@@ -165,9 +170,11 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
                                         else torch.zeros(3, image_size, image_size) for s in chunk]) * 2 - 1
             has_image = torch.tensor([s.image is not None for s in chunk])
         sent.append(transmitter(prompts, pixel_values, has_image))
+    if rate is not None:
+        sent = [_at_rate(model, t, rate) for t in sent]
     bs_texts = [text for t in sent for text in model.decode_text(t.tokens, t.token_mask)]
     bs_scores = {f"{k}_bs": v for k, v in _score(task, bs_texts, samples).items()}
-    symbols = float(sum(int(t.symbols_per_user.sum()) for t in sent)) / len(samples)
+    symbols = float(sum(int(t.token_mask.sum()) for t in sent)) * (rate or c) / len(samples)
     rows = []
     block = _channel(channel, c)
     for snr_db in snr_db_list:
@@ -180,12 +187,22 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
             else:
                 flat = t.symbols.reshape(batch, 1, tokens * c)
                 received = block(flat, snr_db_to_no(snr_db), generator).x_hat.reshape(batch, tokens, c)
-            texts += receiver(received, t.token_mask)[1]
+            rates = None if rate is None else torch.full(t.token_mask.shape, rate, device=received.device)
+            texts += receiver(received, t.token_mask, rates)[1]
         noise_free = math.isinf(snr_db)
         rows.append({"task": task, "channel": "none" if noise_free else channel, "snr_db": None if noise_free else snr_db,
                      **_score(task, texts, samples), **bs_scores, "num_samples": len(samples),
                      "symbols_per_sample": symbols})
     return rows
+
+
+def _at_rate(model, sent, rate: int):
+    """``sent`` with every token re-encoded as the first ``rate`` of its symbols (zero after them)."""
+    from dataclasses import replace
+
+    rates = torch.full(sent.token_mask.shape, rate, device=sent.hidden.device)
+    symbols = model.channel_encoder(sent.hidden, rates) * sent.token_mask.unsqueeze(-1)
+    return replace(sent, symbols=symbols)
 
 
 def _resize(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
 - Fig. 5: task performance versus SNR = Es/N0 (dB), one line per system and sharing variant, one
   panel per task (accuracy for VQA / text classification, corpus BLEU-4 for captioning).
+- rate: accuracy versus transmitted bytes per task, one panel per SNR, one curve per rate-adaptation
+  mode (its settings, e.g. several targets, are the curve's points; :mod:`simulator.adaptation`).
+- Fig. 5 and Fig. 6 use the ``fixed``-rate rows only (all rows of results without an ``adaptation`` column).
 - Fig. 6: transmitted data versus number of users at one SNR: ``bytes_total`` summed over the
   task rows of each (system, sharing variant, number of users, seed), then mean (and standard
   deviation) over seeds. Analog accounting as in the results: bytes = symbols x 2 reals x
@@ -29,7 +32,7 @@ from simulator.errors import UserError, not_a_folder
 __all__ = [
     "BASE_COLUMNS", "FIG5_COLUMNS", "FIG6_COLUMNS", "TASK_ORDER",
     "load_results", "drop_duplicate_rows", "fig5_data", "fig6_data", "select_snr",
-    "draw_fig5", "draw_fig6", "save_figure", "variant_label",
+    "draw_fig5", "draw_fig6", "draw_rate", "fixed_rate", "save_figure", "variant_label",
 ]
 
 #: Columns every figure needs.
@@ -38,7 +41,7 @@ FIG5_COLUMNS = BASE_COLUMNS + ["accuracy", "bleu4"]
 FIG6_COLUMNS = BASE_COLUMNS + ["bytes_total", "bits_per_real"]
 #: Identify one measured row (results.KEY_COLUMNS); those missing from a file are ignored.
 _KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "tx_power_dbm", "num_users",
-                "sharing", "threshold", "seed"]
+                "sharing", "threshold", "adaptation", "seed"]
 
 TASK_ORDER = ("vqa", "classify", "caption")
 _TASK_TITLES = {"vqa": "VQA", "classify": "Text classification", "caption": "Image captioning"}
@@ -99,6 +102,13 @@ def drop_duplicate_rows(data: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     keys = [c for c in _KEY_COLUMNS if c in data.columns]
     kept = data.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
     return kept, len(data) - len(kept)
+
+
+def fixed_rate(data: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the single-rate system (``adaptation == "fixed"``; all rows without the column)."""
+    if "adaptation" not in data.columns:
+        return data
+    return data[data["adaptation"].astype(str) == "fixed"]
 
 
 # ---- labels ------------------------------------------------------------------------------------
@@ -361,6 +371,42 @@ def draw_fig6(data: pd.DataFrame, snr_db: float | None = None, task: str | None 
                + (f"; mean ± std over {seeds} seeds." if seeds > 1 else "."))
     figure.supxlabel(textwrap.fill(caption, 110), fontsize=7.5)
     return figure, stats
+
+
+def draw_rate(data: pd.DataFrame, task: str = "vqa"):
+    """Accuracy versus bytes per task (mean over seeds), one panel per SNR, one curve per (system,
+    sharing, adaptation mode) of the rows with an ``adaptation`` column. Returns the Figure."""
+    if "adaptation" not in data.columns:
+        raise UserError("the rate figure needs results with an adaptation column (run with adaptation: [...])")
+    rows = _select_task(data, task).dropna(subset=["accuracy"])
+    rows = rows.assign(mode=rows["adaptation"].astype(str).str.split("@").str[0],
+                       kb_per_task=rows["bytes_total"] / rows["num_tasks"] / 1000.0)
+    if rows["mode"].nunique() < 2:
+        raise UserError("the rate figure compares adaptation modes; the results hold only "
+                        + ", ".join(sorted(rows["mode"].unique())))
+    keys = ["snr_db", "system", "sharing", "mode", "adaptation"]
+    stats = rows.groupby(keys, dropna=False)[["accuracy", "kb_per_task"]].mean().reset_index()
+    snrs = sorted(stats["snr_db"].unique())
+    columns = min(3, len(snrs))
+    figure = _new_figure(4.2 * columns, 3.6 * math.ceil(len(snrs) / columns) + 0.6)
+    axes = np.atleast_1d(figure.subplots(math.ceil(len(snrs) / columns), columns, squeeze=False).ravel())
+    for ax, snr in zip(axes, snrs):
+        part = stats[stats["snr_db"] == snr]
+        for i, ((system, sharing, mode), curve) in enumerate(part.groupby(["system", "sharing", "mode"], sort=True)):
+            curve = curve.sort_values("kb_per_task")
+            label = f"{_system_name(system)}{', sharing' if sharing else ''}: {mode}"
+            ax.plot(curve["kb_per_task"], curve["accuracy"], marker=_MARKERS[i % len(_MARKERS)], label=label,
+                    color=f"C{i % 10}", linewidth=1.4)
+        ax.set_title(f"SNR {snr:g} dB", fontsize=10)
+        ax.set_xlabel("transmitted data per task (kB)")
+        ax.set_ylabel("accuracy")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(snrs):]:
+        ax.set_visible(False)
+    figure.suptitle(f"{_TASK_TITLES.get(task, task)}: accuracy vs transmitted data per rate-adaptation mode — "
+                    f"channel: {_channel_text(stats.get('channel', rows['channel']))}", fontsize=10)
+    _legend_below(figure, axes[:len(snrs)])
+    return figure
 
 
 def save_figure(figure, out_dir: str | Path, stem: str) -> list[Path]:

@@ -38,7 +38,7 @@ __all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirector
 
 #: Columns identifying a row.
 KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "tx_power_dbm", "num_users",
-               "sharing", "threshold", "seed"]
+               "sharing", "threshold", "adaptation", "seed"]
 #: Measured columns (units in the names: _s seconds, _db dB; symbols = complex channel uses).
 METRIC_COLUMNS = [
     "num_tasks",
@@ -55,7 +55,8 @@ METRIC_COLUMNS = [
     "symbols_public",        # broadcast complex symbols, counted once
     "symbols_private",       # unicast complex symbols
     "symbols_no_sharing",    # what unicasting everything would cost (M4SC: tokens_total x c)
-    "overhead_bits",         # side information (public-token maps)
+    "symbols_per_token_mean",  # mean symbols a user received a token at (rate adaptation); NaN if not token coded
+    "overhead_bits",         # side information (public-token maps, rate signalling)
     "bits_per_real",
     "bytes_total",
     "bytes_per_task",
@@ -120,6 +121,7 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             "num_users": scenario.num_users,
             "sharing": result.variant.enabled,
             "threshold": math.nan if result.variant.threshold is None else float(result.variant.threshold),
+            "adaptation": result.adaptation.label,
             "seed": scenario.seed,
             "num_tasks": len(records),
             "accuracy": accuracy,
@@ -137,6 +139,7 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             # With sharing off every system unicasts all it sends; only M4SC runs with sharing on.
             "symbols_no_sharing": tokens * symbols_per_token if result.variant.enabled
             else int(round(symbols_public)) + symbols_private,
+            "symbols_per_token_mean": _symbols_per_token(records, tokens),
             "overhead_bits": overhead,
             "bits_per_real": bits_per_real,
             "bytes_total": bytes_total,
@@ -154,6 +157,12 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
     return rows
 
 
+def _symbols_per_token(records, tokens: int) -> float:
+    if not tokens or any(r.token_symbols is None for r in records):
+        return math.nan
+    return sum(r.token_symbols for r in records) / tokens
+
+
 # ---- files -------------------------------------------------------------------------------------
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` via a synced temporary file and ``os.replace``."""
@@ -169,7 +178,7 @@ def _frame(rows: list[dict]):
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("system", "task", "channel", "placement", "traffic"):
+    for column in ("system", "task", "channel", "placement", "traffic", "adaptation"):
         frame[column] = frame[column].astype("string")
     frame["sharing"] = frame["sharing"].astype(bool)
     for column in ("num_users", "seed", "num_tasks", "tokens_total", "tokens_public", "symbols_private",
@@ -206,7 +215,8 @@ def code_versions() -> dict:
     import importlib.metadata as md
 
     versions = {"python": platform.python_version()}
-    for package in ("m4sc-simulator", "torch", "sionna-no-rt", "transformers", "peft", "simpy", "numpy", "pandas", "pyarrow"):
+    for package in ("m4sc-simulator", "torch", "sionna-no-rt", "transformers", "peft", "torchao", "simpy", "numpy", "pandas",
+                    "pyarrow"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:

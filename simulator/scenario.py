@@ -15,6 +15,8 @@ Sections:
 - ``sharing``: semantic-sharing thresholds (and whether to also run without sharing).
 - ``resources``: the slot grid split between the broadcast and the unicast streams.
 - ``accounting``: ``bits_per_real`` for the byte count of analog symbols.
+- ``adaptation``: how many of each token's ``c`` symbols the BS sends (M4SC with a nested
+  channel codec): one setting or a list of them, each run as its own variant (:class:`AdaptationSetting`).
 - ``baselines``: the baseline checkpoints and the digital chains' link model (systems
   ``deepsc``, ``deepsc_vqa``, ``digital_source``, ``digital_answer``).
 
@@ -45,6 +47,8 @@ __all__ = [
     "BaselineSection",
     "SweepPoint",
     "SharingVariant",
+    "AdaptationSetting",
+    "ADAPTATION_MODES",
     "TASKS",
     "CHANNEL_NAMES",
     "SHIPPED_CHECKPOINT",
@@ -126,6 +130,9 @@ class ModelSection(_Strict):
     channel_symbols_per_token: int | None = Field(
         default=None, ge=1, le=4096, description="c, complex symbols per token; fixed by the checkpoint (checked when given)")
     generation_batch_size: int = Field(default=32, ge=1, le=4096, description="prompts per MLLM call (speed only)")
+    quantize: Literal["none", "int8", "int8_dynamic"] = Field(
+        default="none", description="int8: the BS's MLLM and the users' receivers with int8 weights (torchao); "
+                                    "int8_dynamic: int8 activations too (simulator/models/quantize.py)")
 
 
 class DataSection(_Strict):
@@ -309,6 +316,51 @@ class SharingVariant(BaseModel):
         return "off" if self.threshold is None else f"thr={self.threshold:g}"
 
 
+ADAPTATION_MODES = ("fixed", "snr", "importance")
+#: Default share of the full-rate token recovery the ``snr`` and ``importance`` policies keep.
+DEFAULT_RATE_TARGET = 0.99
+
+
+class AdaptationSetting(StrictModel):
+    """One rate-adaptation setting of the semantic codec (:mod:`simulator.adaptation`).
+
+    ``fixed``: every token at all ``c`` symbols. ``snr``: one ``k`` per user, the smallest of the
+    codec's rates whose calibrated token recovery at the user's reported SNR is at least ``target``
+    x that of ``k = c`` (the checkpoint's ``rate_table.json``). ``importance``: one ``k`` per token,
+    the smallest whose estimated recovery of *that* token at the user's SNR is at least ``target`` x
+    its recovery at ``k = c``; with ``budget``, at most ``budget x c`` symbols per token on average
+    per user and batch (the least damaging reductions first).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["fixed", "snr", "importance"] = "fixed"
+    target: float | None = Field(default=None, gt=0, le=1, description="snr/importance: share of the full-rate "
+                                 f"token recovery to keep; None: {DEFAULT_RATE_TARGET}")
+    budget: float | None = Field(default=None, gt=0, le=1, description="importance: mean symbols per token "
+                                 "at most budget x c, per user and batch")
+
+    @model_validator(mode="after")
+    def _settings_of_the_mode(self) -> "AdaptationSetting":
+        if self.mode == "fixed" and (self.target is not None or self.budget is not None):
+            raise ValueError("mode fixed takes no target or budget")
+        if self.mode == "snr" and self.budget is not None:
+            raise ValueError("budget is a setting of mode importance")
+        return self
+
+    @property
+    def rate_target(self) -> float:
+        return DEFAULT_RATE_TARGET if self.target is None else float(self.target)
+
+    @property
+    def label(self) -> str:
+        """The ``adaptation`` column: ``fixed``, ``snr@0.99``, ``importance@0.99``, ``importance@0.99/b0.5``."""
+        if self.mode == "fixed":
+            return "fixed"
+        label = f"{self.mode}@{self.rate_target:g}"
+        return label + (f"/b{self.budget:g}" if self.budget is not None else "")
+
+
 class Scenario(_Strict):
     """One run: systems x sweep points x sharing variants, with the same tasks and seeds."""
 
@@ -328,6 +380,22 @@ class Scenario(_Strict):
     resources: ResourceSection = Field(default_factory=ResourceSection)
     accounting: AccountingSection = Field(default_factory=AccountingSection)
     baselines: BaselineSection = Field(default_factory=BaselineSection)
+    adaptation: list[AdaptationSetting] = Field(
+        default_factory=lambda: [AdaptationSetting()], min_length=1,
+        description="rate-adaptation settings of M4SC, each a variant (one mapping or a list)")
+
+    @field_validator("adaptation", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("adaptation")
+    @classmethod
+    def _distinct_settings(cls, settings: list[AdaptationSetting]) -> list[AdaptationSetting]:
+        labels = [s.label for s in settings]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"adaptation settings must be distinct, got {', '.join(labels)}")
+        return settings
 
     @field_validator("snr_db")
     @classmethod

@@ -87,6 +87,8 @@ class BatchPlan:
             split evenly among the users sharing it; the shares sum to ``broadcast_symbols``).
         tokens: output tokens of each row.
         public_tokens: of those, how many arrive through the broadcast.
+        token_symbols: symbol-coded systems: each row's symbols per token summed over its tokens
+            (public ones at their vector's rate), for ``symbols_per_token_mean``; None otherwise.
         detail: system-specific state for :meth:`System.deliver`.
         payload_bits: digital systems: each row's information bits (what the allocator is asked to
             carry; the symbols it needs depend on the MCS it picks). None for analog systems.
@@ -101,6 +103,7 @@ class BatchPlan:
     public_tokens: list[int]
     detail: Any = None
     payload_bits: list[int] | None = None
+    token_symbols: list[int] | None = None
 
 
 @dataclass
@@ -141,6 +144,7 @@ class SystemContext:
             shipped one); callers may cache.
         shared: objects that systems of one run share (e.g. the M4SC generation used by the
             digital baselines), keyed by name.
+        rate_table: the codec's calibrated :class:`simulator.adaptation.RateTable` (``snr`` mode) or None.
     """
 
     scenario: "Scenario"
@@ -152,6 +156,7 @@ class SystemContext:
     symbols_per_token: int = 0
     load_baseline: Callable[[str, str | None], Any] | None = None
     shared: dict = field(default_factory=dict)
+    rate_table: Any = None
 
 
 class System(ABC):
@@ -165,6 +170,8 @@ class System(ABC):
         shares_semantics: whether the plan depends on the sharing variant.
         uses_mllm: whether :meth:`prepare` runs the run's MLLM (one generation per distinct task,
             shared between the systems that use it).
+        adapts_rate: whether the plan depends on the scenario's ``adaptation`` settings
+            (:meth:`adapt`); the others run once, as ``fixed``.
     """
 
     name: ClassVar[str] = ""
@@ -172,6 +179,7 @@ class System(ABC):
     tasks: ClassVar[tuple[str, ...]] = TASKS
     shares_semantics: ClassVar[bool] = False
     uses_mllm: ClassVar[bool] = False
+    adapts_rate: ClassVar[bool] = False
 
     def prepare(self, tasks: list["Task"], on_progress: Callable[[int], None] | None = None) -> None:
         """Optionally precompute per-task, SNR-independent work for ``tasks`` (default: nothing)."""
@@ -190,6 +198,11 @@ class System(ABC):
         ``allocation``: the :class:`channels.allocation.Allocation` of this batch (its MCS per
         stream in digital mode)."""
 
+    def adapt(self, encoded: Any, plan: BatchPlan, snr_db: torch.Tensor, setting) -> BatchPlan:
+        """The plan with rates chosen by ``setting`` (:class:`simulator.scenario.AdaptationSetting`)
+        for rows whose users report ``snr_db [rows]`` (dB). Default: the plan unchanged (``fixed``)."""
+        return plan
+
     def describe(self) -> dict:
         """Settings worth recording in the manifest."""
         return {"name": self.name, "payload_unit": self.payload_unit, "tasks": list(self.tasks)}
@@ -206,10 +219,15 @@ class _EncodedBatch:
 
 @dataclass
 class _SharedBatch:
-    """A sharing plan with the broadcast's symbols: ``public_symbols [P, c]`` complex64."""
+    """A sharing plan with the broadcast's symbols: ``public_symbols [P, c]`` complex64. Adapted
+    plans also carry the unicast symbols at their rates (``private_symbols [rows, T, c]``) and the
+    rates (``private_rates [rows, T]``, ``public_rates [P]``); None: every token at ``c``."""
 
     sharing: Any  # simulator.sharing.SharingPlan
     public_symbols: torch.Tensor
+    private_symbols: torch.Tensor | None = None
+    private_rates: torch.Tensor | None = None
+    public_rates: torch.Tensor | None = None
 
 
 class M4SCSystem(System):
@@ -226,9 +244,10 @@ class M4SCSystem(System):
     payload_unit = "symbols"
     shares_semantics = True
     uses_mllm = True
+    adapts_rate = True
 
     def __init__(self, codec, load_image: Callable[[str], torch.Tensor], max_new_tokens: int,
-                 generation_batch_size: int = 32):
+                 generation_batch_size: int = 32, rate_table=None):
         from simulator.models.transceiver import Receiver, Transmitter
 
         self.codec = codec
@@ -240,6 +259,10 @@ class M4SCSystem(System):
         self.instructions = dict(codec.config.instructions)
         self.device = next(codec.parameters()).device
         self.generation_batch_size = int(generation_batch_size)
+        self.rate_table = rate_table
+        # importance adaptation: token recovery per (batch, SNRs), shared by the settings and sharing
+        # variants that serve the same batch at one sweep point; oldest entries go first.
+        self._recovery: dict[int, tuple] = {}
         tokenizer = codec.tokenizer
         self._pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
         self._outputs: dict[str, tuple] = {}
@@ -251,7 +274,7 @@ class M4SCSystem(System):
             raise ValueError("system 'm4sc' needs a codec checkpoint")
         if "m4sc" not in context.shared:
             context.shared["m4sc"] = cls(context.codec, context.load_image, context.max_new_tokens,
-                                         context.scenario.model.generation_batch_size)
+                                         context.scenario.model.generation_batch_size, context.rate_table)
         return context.shared["m4sc"]
 
     def output_text(self, task: "Task") -> str:
@@ -262,7 +285,8 @@ class M4SCSystem(System):
 
     def describe(self) -> dict:
         return {**super().describe(), "symbols_per_token": self.symbols_per_token,
-                "max_new_tokens": self.max_new_tokens, "profile": self.codec.config.profile}
+                "channel_rates": self.codec.config.rates, "max_new_tokens": self.max_new_tokens,
+                "profile": self.codec.config.profile}
 
     # ---- 1. encode ---------------------------------------------------------------------------
     def prepare(self, tasks: list["Task"], on_progress: Callable[[int], None] | None = None) -> None:
@@ -345,7 +369,68 @@ class M4SCSystem(System):
             tokens=[int(n) for n in tokens.tolist()],
             public_tokens=[int(n) for n in public_tokens.tolist()],
             detail=_SharedBatch(sharing, public_symbols),
+            token_symbols=[int(n) * c for n in tokens.tolist()],
         )
+
+    @torch.inference_mode()
+    def adapt(self, encoded: _EncodedBatch, plan: BatchPlan, snr_db: torch.Tensor, setting) -> BatchPlan:
+        """Rates per :mod:`simulator.adaptation`; symbols and accounting follow them. ``fixed`` returns
+        ``plan`` itself, so it is exactly the single-rate system."""
+        from dataclasses import replace
+
+        from simulator.adaptation import decide_rates
+
+        if setting.mode == "fixed":
+            return plan
+        sent, sharing = encoded.transmission, plan.detail.sharing
+        recovery = self._token_recovery(encoded, snr_db) if setting.mode == "importance" else None
+        decision = decide_rates(setting, self.codec, self.rate_table, sent.tokens, sent.hidden, sharing.private_mask,
+                                sharing.public_vectors, sharing.public_index, snr_db, recovery)
+        weight = self.codec.channel_encoder.linear.weight
+        coded = decision.private_rates.clamp(min=1)  # positions not sent are zeroed in deliver()
+        private_symbols = self.codec.channel_encoder(sent.hidden.to(weight.device), coded.to(weight.device)).cpu()
+        public_symbols = plan.detail.public_symbols
+        if sharing.num_public:
+            public_symbols = self.codec.channel_encoder(sharing.public_vectors.to(weight.device),
+                                                        decision.public_rates.to(weight.device)).cpu()
+        public_rates = decision.public_rates
+        received_rates = self._received_rates(decision.private_rates, public_rates, sharing)
+        shares = []
+        for row in range(len(plan.tokens)):
+            used = torch.unique(sharing.public_index[row][sharing.public_mask[row]])
+            shares.append(float(sum(int(public_rates[p]) / int(sharing.public_users[p]) for p in used.tolist())))
+        return replace(
+            plan,
+            broadcast_symbols=int(public_rates.sum()),
+            unicast_symbols=[int(n) for n in decision.private_rates.sum(-1).tolist()],
+            overhead_bits=[b + s for b, s in zip(plan.overhead_bits, decision.signalling_bits)],
+            public_symbol_share=shares,
+            token_symbols=[int(n) for n in (received_rates * sent.token_mask).sum(-1).tolist()],
+            detail=_SharedBatch(sharing, public_symbols, private_symbols, decision.private_rates, public_rates),
+        )
+
+    def _token_recovery(self, encoded: _EncodedBatch, snr_db: torch.Tensor) -> torch.Tensor:
+        """:func:`simulator.adaptation.token_recovery` of ``encoded``'s tokens at ``snr_db``, cached."""
+        from simulator.adaptation import token_recovery
+
+        cached = self._recovery.get(id(encoded))
+        if cached is not None and cached[0] is encoded and torch.equal(cached[1], snr_db):
+            return cached[2]
+        sent = encoded.transmission
+        recovery = token_recovery(self.codec, sent.tokens, sent.hidden, sent.token_mask, snr_db)
+        self._recovery.pop(id(encoded), None)
+        self._recovery[id(encoded)] = (encoded, snr_db.clone(), recovery)
+        while len(self._recovery) > 4096:
+            self._recovery.pop(next(iter(self._recovery)))
+        return recovery
+
+    @staticmethod
+    def _received_rates(private_rates: torch.Tensor, public_rates: torch.Tensor, sharing) -> torch.Tensor:
+        """``[rows, T]`` the rate each row receives each token at (public tokens: their vector's)."""
+        from simulator.sharing import recombine
+
+        rows = private_rates.shape[0]
+        return recombine(public_rates.view(1, -1).expand(rows, -1), private_rates, sharing)
 
     # ---- 3. deliver --------------------------------------------------------------------------
     @torch.inference_mode()
@@ -360,8 +445,10 @@ class M4SCSystem(System):
         grid = self.max_new_tokens
         num_users = link.num_users
 
-        # Unicast: each user's private tokens on its fixed T x c grid (zeros elsewhere).
-        private = torch.where(sharing.private_mask.unsqueeze(-1), sent.symbols, torch.zeros_like(sent.symbols))
+        # Unicast: each user's private tokens on its fixed T x c grid (zeros elsewhere; an adapted
+        # plan's tokens are already zero after their k-th symbol).
+        symbols = sent.symbols if shared.private_symbols is None else shared.private_symbols
+        private = torch.where(sharing.private_mask.unsqueeze(-1), symbols, torch.zeros_like(symbols))
         x = torch.zeros(1, num_users, grid, c, dtype=torch.complex64)
         x[0, users, :tokens] = private
         unicast = link.channel(x.reshape(1, num_users, grid * c), link.noise_power, link.unicast_streams)
@@ -377,7 +464,10 @@ class M4SCSystem(System):
             public_received[plan.broadcast_rows] = received[[users[r] for r in plan.broadcast_rows]]
 
         combined = recombine(public_received, private_received, sharing)
-        decoded, texts = self.receiver(combined.to(self.device), sent.token_mask.to(self.device))
+        rates = None
+        if shared.private_rates is not None:
+            rates = self._received_rates(shared.private_rates, shared.public_rates, sharing).clamp(min=1).to(self.device)
+        decoded, texts = self.receiver(combined.to(self.device), sent.token_mask.to(self.device), rates)
         decoded = decoded.cpu()
         deliveries = []
         for row in range(rows):

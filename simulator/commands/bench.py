@@ -7,6 +7,8 @@ Sections:
   (8 users), ``per_user_s`` (total seconds / users, keyed "1", "8", "64", "256"),
   ``flop_bound_fraction`` (64 users: FLOP-bound time / measured time), ``comparator_share_256``,
   ``peak_mem_mb_256`` (peak RSS of a fresh process running the 256-user pass);
+- ``quantization``: the 8-user pass, its accuracy and the codec's weight bytes in fp32 and in each
+  int8 mode (``model.quantize``, :mod:`simulator.models.quantize`): ``weight_ratio``, ``speedup``;
 - ``channels``: complex symbols per second through AWGN, block Rayleigh and TDL-OFDM (8 users);
 - ``help_s``: start-up time of ``python -m simulator --help``.
 ``--channels`` runs the channel section only.
@@ -98,7 +100,9 @@ def measure_pipeline(quick: bool, device="cpu") -> dict:
     flops = bench.forward_flops(64)
     machine = matmul_flops_per_s(device=device)
     bound_s = flops / machine
+    quantization = measure_quantization(bench, passes["8"], repeats)
     return {
+        "quantization": quantization,
         "throughput_samples_per_s": 8 / passes["8"]["total_s"],
         "per_user_s": {k: v["total_s"] / int(k) for k, v in passes.items()},
         "flop_bound_fraction": bound_s / passes["64"]["total_s"],
@@ -112,6 +116,30 @@ def measure_pipeline(quick: bool, device="cpu") -> dict:
             "units": "seconds per pass (wall clock), accuracy = VQA exact match of that pass",
         },
     }
+
+
+def measure_quantization(bench, fp32_pass: dict, repeats: int) -> dict:
+    """fp32 vs each int8 mode of :mod:`simulator.models.quantize`: the 8-user pass (best of
+    ``repeats``), its accuracy and the codec's weight bytes. Leaves ``bench`` on its fp32 codec."""
+    import copy
+
+    from simulator.models.quantize import QUANTIZATION_MODES, quantize_codec, weight_bytes
+
+    fp32_model = bench.model
+    report = {"fp32": {"pass_8_users_s": fp32_pass["total_s"], "weight_bytes": weight_bytes(fp32_model),
+                       "accuracy": fp32_pass["accuracy"]}}
+    try:
+        for mode in QUANTIZATION_MODES[1:]:
+            bench.use_model(quantize_codec(copy.deepcopy(fp32_model), mode))
+            bench.run(8)  # warm-up of the int8 kernels
+            best = min((bench.run(8) for _ in range(repeats)), key=lambda r: r["total_s"])
+            report[mode] = {"pass_8_users_s": best["total_s"], "weight_bytes": weight_bytes(bench.model),
+                            "accuracy": best["accuracy"],
+                            "weight_ratio": weight_bytes(bench.model) / report["fp32"]["weight_bytes"],
+                            "speedup": fp32_pass["total_s"] / best["total_s"]}
+    finally:
+        bench.use_model(fp32_model)
+    return report
 
 
 def measure_transmitter(profile: str, checkpoint, device, dtype, batch_sizes: list[int], quick: bool) -> dict:
@@ -201,6 +229,13 @@ def main(args) -> int:
               f" = {100 * report['flop_bound_fraction']:.1f}% of the measured time")
         print(f"  comparator share at 256 users: {100 * report['comparator_share_256']:.2f}%;"
               f" peak memory at 256 users: {report['peak_mem_mb_256']:.0f} MB")
+        quantized = report["quantization"]
+        fp32 = quantized["fp32"]
+        for mode, row in quantized.items():
+            if mode != "fp32":
+                print(f"  {mode}: weights {row['weight_bytes'] / 1e6:.2f} MB vs fp32 {fp32['weight_bytes'] / 1e6:.2f} MB "
+                      f"({row['weight_ratio']:.2f}x); 8-user pass {row['pass_8_users_s']:.3f} s vs "
+                      f"{fp32['pass_8_users_s']:.3f} s ({row['speedup']:.2f}x faster)")
     print(f"channel throughput, {args.num_users} users (forward, inference mode):")
     for name, row in report["channels"].items():
         print(f"  {name:<10} {row['symbols_per_s'] / 1e6:8.2f} M complex symbols/s")

@@ -29,6 +29,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--snr-db", nargs="+", type=_snr, default=[math.inf], metavar="SNR",
                         help="Es/N0 in dB; 'inf' or 'none' = noise-free (default)")
     parser.add_argument("--num-samples", type=int, default=500)
+    parser.add_argument("--quantize", default="none", choices=("none", "int8", "int8_dynamic"),
+                        help="int8: the codec with int8 weights (torchao); int8_dynamic: int8 activations too; "
+                             "as model.quantize in a scenario")
+    parser.add_argument("--rate", type=int, default=None, metavar="K",
+                        help="send each token as the first K of its c symbols (a codec trained with several rates)")
     parser.add_argument("--data", default=None,
                         help="CLEVR-layout folder (default: a test set of --preset generated with seed 12345 in ~/.cache/m4sc)")
     parser.add_argument("--preset", default=None, choices=("clevr", "clevr_small"),
@@ -60,6 +65,9 @@ def main(args) -> int:
         model = load_codec(path, device=str(device), inference=True)
     except CheckpointError as err:
         raise UserError(str(err)) from None
+    from simulator.models.quantize import quantize_codec
+
+    quantize_codec(model, args.quantize)
     torch.manual_seed(args.seed)
     from simulator.scenario import SHIPPED_DATA_PRESET
 
@@ -67,7 +75,8 @@ def main(args) -> int:
         raise UserError("--preset chooses the generated test set; it cannot apply to --data")
     samples = load_eval_samples(args.task, args.num_samples, args.data, args.split, args.text_data,
                                 preset=args.preset or SHIPPED_DATA_PRESET)
-    rows = evaluate(model, samples, args.channel, list(args.snr_db), seed=args.seed, batch_size=args.batch_size)
+    rows = evaluate(model, samples, args.channel, list(args.snr_db), seed=args.seed, batch_size=args.batch_size,
+                    rate=args.rate)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

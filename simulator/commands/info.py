@@ -14,6 +14,7 @@ PACKAGES = {
     "sionna": "sionna-no-rt",
     "transformers": "transformers",
     "peft": "peft",
+    "torchao": "torchao",
     "simpy": "simpy",
     "numpy": "numpy",
     "pandas": "pandas",

@@ -1,11 +1,12 @@
-"""``python -m simulator plot RESULTS_DIR [RESULTS_DIR ...] [--figure 5|6|all] [--out DIR] [--snr-db X] [--task T]``:
+"""``python -m simulator plot RESULTS_DIR [RESULTS_DIR ...] [--figure 5|6|rate|all] [--out DIR] [--snr-db X] [--task T]``:
 Fig. 5/6-style figures from run folders (see :mod:`simulator.plotting`).
 
 Reads and concatenates ``metrics.parquet`` of every folder (a point present in several folders,
 same key and seed, is kept once), writes ``fig5.png/.pdf`` (accuracy vs SNR) and/or
 ``fig6.png/.pdf`` (transmitted data vs number of users) into ``--out`` (default: the first
 folder) atomically, and prints the written paths. Notes (skipped figure, duplicate rows) go to
-stderr.
+stderr. ``--figure rate`` writes ``rate.png/.pdf``: accuracy vs transmitted data per rate-adaptation
+mode, one panel per SNR (``--task``, default vqa). Figures 5 and 6 show the fixed-rate rows.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ __all__ = ["add_arguments", "main"]
 def add_arguments(parser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
                         help="run folders holding metrics.parquet (e.g. several runs at different num_users / seeds)")
-    parser.add_argument("--figure", choices=["5", "6", "all"], default="all",
-                        help="5: accuracy vs SNR; 6: transmitted data vs number of users; all (default): both, "
+    parser.add_argument("--figure", choices=["5", "6", "rate", "all"], default="all",
+                        help="5: accuracy vs SNR; 6: transmitted data vs number of users; rate: accuracy vs "
+                             "transmitted data per rate-adaptation mode; all (default): 5 and 6, "
                              "figure 6 skipped with a note when only one user count is present")
     parser.add_argument("--out", default=None, help="output folder (default: the first RESULTS_DIR)")
     parser.add_argument("--snr-db", type=float, default=None, metavar="X",
                         help="SNR (dB) of figure 6 (default: the highest SNR in the results)")
     parser.add_argument("--task", default=None, metavar="TASK",
-                        help="figure 6 counts only this task's rows, e.g. vqa as in the paper (default: all tasks)")
+                        help="figure 6 counts only this task's rows, e.g. vqa as in the paper (default: all tasks); "
+                             "the rate figure's task (default: vqa)")
 
 
 def main(args) -> int:
@@ -44,6 +47,15 @@ def main(args) -> int:
         required += plotting.FIG6_COLUMNS
     data = plotting.load_results(args.results, required)
     data, dropped = plotting.drop_duplicate_rows(data)
+    if args.figure == "rate":
+        try:
+            for path in plotting.save_figure(plotting.draw_rate(data, args.task or "vqa"),
+                                             args.out if args.out is not None else args.results[0], "rate"):
+                print(path)
+        except OSError as err:
+            raise UserError(f"cannot write figures to {args.out or args.results[0]}: {err}") from None
+        return 0
+    data = plotting.fixed_rate(data)
     if dropped:
         print(f"note: {dropped} row(s) appear in several folders with the same key and seed; kept once",
               file=sys.stderr)

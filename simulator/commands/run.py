@@ -119,9 +119,15 @@ class _Setup:
 
         device = resolve_device(scenario.model.device, "model.device")
         self.models = models
+        quantize = scenario.model.quantize
+
+        def load():
+            from simulator.models.quantize import quantize_codec
+
+            return quantize_codec(load_codec(self.checkpoint, device=str(device), inference=True), quantize)
+
         try:
-            self.codec = self._cached("m4sc", self.checkpoint, device,
-                                      lambda: load_codec(self.checkpoint, device=str(device), inference=True))
+            self.codec = self._cached("m4sc" if quantize == "none" else f"m4sc-{quantize}", self.checkpoint, device, load)
         except CheckpointError as err:
             raise UserError(f"model.checkpoint: {err}") from None
         config = self.codec.config
@@ -131,6 +137,12 @@ class _Setup:
             raise UserError(f"model.channel_symbols_per_token: {wanted} differs from the checkpoint's "
                             f"{self.symbols_per_token} (it is fixed by the trained channel codec)")
         self.max_new_tokens = scenario.model.max_new_tokens or config.max_new_tokens
+        from simulator.adaptation import check_adaptation
+
+        try:
+            self.rate_table = check_adaptation(scenario.adaptation, config, self.checkpoint)
+        except ValueError as err:
+            raise UserError(f"adaptation: {err}") from None
         self._build_phy()
         self._build_data()
         self._build_systems(device)
@@ -187,7 +199,8 @@ class _Setup:
 
         context = SystemContext(self.scenario, self.codec, self.pool.load_image, self.max_new_tokens, device,
                                 image_dir=self.pool.image_dir, symbols_per_token=self.symbols_per_token,
-                                load_baseline=lambda kind, folder: _load_baseline(kind, folder, device, self._cached))
+                                load_baseline=lambda kind, folder: _load_baseline(kind, folder, device, self._cached),
+                                rate_table=self.rate_table)
         systems = {}
         kinds = self.scenario.traffic.active_tasks()
         for name in self.scenario.systems:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IMAGE_POSITIONS", "VISUAL_TOKENS", "CodecConfig", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
+__all__ = ["IMAGE_POSITIONS", "VISUAL_TOKENS", "CodecConfig", "check_channel_rates", "LoraSettings", "ProjectorSettings", "PROFILES", "profile_config"]
 
 IMAGE_POSITIONS = ("before_prompt", "after_prompt")
 VISUAL_TOKENS = ("patches", "objects")
@@ -59,6 +59,18 @@ class LoraSettings:
         self.target_modules = tuple(self.target_modules)
 
 
+def check_channel_rates(rates, symbols_per_token: int) -> list[int]:
+    """``rates`` as a list of ints, ascending, distinct, in ``[1, c]`` and ending at ``c`` (or empty);
+    ValueError (one line) otherwise."""
+    rates = list(rates or [])
+    if any(isinstance(k, bool) or not isinstance(k, int) for k in rates):
+        raise ValueError(f"channel_rates must be integers, got {rates!r}")
+    if rates and (rates != sorted(set(rates)) or rates[0] < 1 or rates[-1] != symbols_per_token):
+        raise ValueError(f"channel_rates must be distinct, ascending, >= 1 and end at channel_symbols_per_token "
+                         f"({symbols_per_token}), got {rates}")
+    return rates
+
+
 @dataclass
 class CodecConfig:
     """Architecture of the semantic codec.
@@ -71,6 +83,10 @@ class CodecConfig:
         lora: LoRA settings (``None``: no adapters).
         channel_symbols_per_token: ``c``, complex channel symbols per output token (the channel
             encoder maps ``d -> 2c`` reals). Paper: 256 (512 reals).
+        channel_rates: the symbols per token ``k`` the channel codec was trained to serve, ascending
+            and ending at ``c``: a token may be sent as the first ``k`` of its ``c`` symbols and
+            decoded from them alone (nested codec, :mod:`simulator.models.channel_codec`). Empty: only
+            ``c`` (a codec trained at one rate).
         max_new_tokens: generation limit per task.
         vision_path / llm_path: local directories with pretrained weights (``paper`` profile).
         instructions: per-task instruction texts the codec was trained with (task -> text); empty
@@ -98,6 +114,7 @@ class CodecConfig:
     projector: ProjectorSettings = field(default_factory=ProjectorSettings)
     lora: LoraSettings | None = field(default_factory=LoraSettings)
     channel_symbols_per_token: int = 64
+    channel_rates: list[int] = field(default_factory=list)
     max_new_tokens: int = 24
     vision_path: str | None = None
     llm_path: str | None = None
@@ -115,6 +132,7 @@ class CodecConfig:
             self.lora = LoraSettings(**self.lora)
         if self.channel_symbols_per_token < 1:
             raise ValueError(f"channel_symbols_per_token must be >= 1, got {self.channel_symbols_per_token}")
+        self.channel_rates = check_channel_rates(self.channel_rates, self.channel_symbols_per_token)
         if not isinstance(self.ignore_images, bool):
             raise ValueError(f"ignore_images must be true or false, got {self.ignore_images!r}")
         if self.image_position not in IMAGE_POSITIONS:
@@ -129,6 +147,11 @@ class CodecConfig:
             raise ValueError("object_attributes needs visual_tokens: objects (it embeds the object head's output)")
         if "model_type" not in self.llm:
             raise ValueError("llm.model_type is required (e.g. 'gemma2')")
+
+    @property
+    def rates(self) -> list[int]:
+        """The symbols per token this codec serves, ascending (``[c]`` for a single-rate codec)."""
+        return list(self.channel_rates) or [self.channel_symbols_per_token]
 
     @property
     def hidden_size(self) -> int:

@@ -110,6 +110,7 @@ class KANLayer(nn.Module):
         self.scale_base = nn.Parameter(torch.empty(in_features, out_features))
         self.scale_sp = nn.Parameter(torch.empty(in_features, out_features))
         self.noise_scale = noise_scale
+        self.folded: nn.Linear | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -120,17 +121,37 @@ class KANLayer(nn.Module):
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., in] -> [..., in, G+k]`` basis values (the local uniform-grid form without autograd)."""
-        if torch.is_grad_enabled() and (x.requires_grad or self.coef.requires_grad):
+        if torch.is_grad_enabled() and (x.requires_grad or (self.coef is not None and self.coef.requires_grad)):
             return bspline_basis(x, self.knots.to(x.dtype), self.order)
         low, high = self.grid_range
         step = (high - low) / self.grid_size
         return uniform_bspline_basis(x, low - self.order * step, step, self.grid_size + 2 * self.order, self.order)
 
+    def _spline_weight(self) -> torch.Tensor:
+        """``[in*(G+k), out]``: the coefficients times their scalers, in the order of ``basis(x).flatten(-2)``."""
+        spline_weight = self.coef * self.scale_sp.unsqueeze(-1)  # [in, out, G+k]
+        return spline_weight.permute(0, 2, 1).reshape(-1, self.out_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spline_weight = (self.coef * self.scale_sp.unsqueeze(-1)).to(x.dtype)  # [in, out, G+k]
-        spline_weight = spline_weight.permute(0, 2, 1).reshape(-1, self.out_features)  # [in*(G+k), out]
         bases = self.basis(x).flatten(-2)  # [..., in*(G+k)]
-        return F.silu(x) @ self.scale_base.to(x.dtype) + bases @ spline_weight
+        if self.folded is not None:
+            return self.folded(torch.cat([F.silu(x), bases], dim=-1))
+        return F.silu(x) @ self.scale_base.to(x.dtype) + bases @ self._spline_weight().to(x.dtype)
+
+    @torch.no_grad()
+    def fold(self) -> "KANLayer":
+        """For inference: hold the layer as one ``nn.Linear`` over ``[silu(x), bases]`` (weight
+        ``[out, in*(1+G+k)]``, the base weights then the scaled spline coefficients), the same function,
+        so that a quantiser that acts on ``nn.Linear`` (:mod:`simulator.models.quantize`) covers the
+        projector. The separate parameters are dropped; a folded layer is not trained."""
+        if self.folded is None:
+            weight = torch.cat([self.scale_base, self._spline_weight()], dim=0)  # [in*(1+G+k), out]
+            self.folded = nn.Linear(weight.shape[0], self.out_features, bias=False, device=weight.device,
+                                    dtype=weight.dtype)
+            self.folded.weight.copy_(weight.T)
+            self.folded.requires_grad_(False)
+            self.coef = self.scale_base = self.scale_sp = None
+        return self
 
     def extra_repr(self) -> str:
         span = (self.knots[0].item(), self.knots[-1].item())

@@ -96,9 +96,11 @@ class Receiver(nn.Module):
         return cls(model.channel_decoder, model.lm_head, model.tokenizer, cap)
 
     @torch.inference_mode()
-    def forward(self, symbols: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-        """``symbols [batch, T, c]`` complex, ``token_mask [batch, T]`` -> ``tokens [batch, T]`` and texts."""
-        hidden = self.channel_decoder(symbols)
+    def forward(self, symbols: torch.Tensor, token_mask: torch.Tensor,
+                rates: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """``symbols [batch, T, c]`` complex, ``token_mask [batch, T]`` -> ``tokens [batch, T]`` and texts.
+        ``rates [batch, T]``: symbols each token was sent with (nested codec; None: all ``c``)."""
+        hidden = self.channel_decoder(symbols, rates)
         logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))
         tokens = logits.argmax(-1)
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 0

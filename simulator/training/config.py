@@ -61,6 +61,9 @@ class StageConfig(_Strict):
     snr_db: tuple[float, float] = Field(default=(-5.0, 20.0), description="joint: SNR range in dB, uniform")
     channels: list[Literal["awgn", "rayleigh"]] = Field(default_factory=lambda: ["awgn", "rayleigh"])
     noise_free_weight: float = Field(default=0.5, ge=0, description="joint: weight of the noise-free LM loss")
+    rates: list[int] | None = Field(default=None, min_length=1, description="joint: symbols per token the nested "
+                                    "channel codec learns to serve (k drawn per token; ascending, ending at c); "
+                                    "None: c only")
     object_weight: float = Field(default=0.0, ge=0, description="vision: weight of the per-patch scene-graph loss")
     grounding_weight: float = Field(default=0.0, ge=0,
                                     description="instruct: weight of the attention-grounding loss on VQA rows")
@@ -131,6 +134,8 @@ class TrainConfig(_Strict):
         for name, stage in stages.items():
             if name != "instruct" and (stage.grounding_weight > 0 or stage.grounding_layers is not None):
                 raise ValueError(f"stage {name!r}: grounding_weight and grounding_layers are instruct-stage settings")
+            if name != "joint" and stage.rates is not None:
+                raise ValueError(f"stage {name!r}: rates is a joint-stage setting")
         return stages
 
     @model_validator(mode="after")

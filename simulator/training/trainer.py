@@ -209,6 +209,13 @@ class Trainer:
             tok = model.tokenizer
             text_tower = stage_fns.SiglipTextTower(len(tok), int(model.vision.config.hidden_size),
                                                    pad_id=tok.pad_token_id).to(self.device)
+        if name == "joint" and stage.rates is not None:
+            from simulator.models.config import check_channel_rates
+
+            try:
+                model.config.channel_rates = check_channel_rates(stage.rates, model.config.channel_symbols_per_token)
+            except ValueError as err:
+                raise UserError(f"stages.joint.rates: {err}") from None
         groups = stage.trainable or DEFAULT_TRAINABLE[name]
         params = stage_fns.set_trainable(model, groups, text_tower)
         if not params:
@@ -343,7 +350,8 @@ class Trainer:
         low, high = stage.snr_db
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
         channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
-        return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight)
+        return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight,
+                                    model.config.channel_rates or None)
 
     def _patch_targets(self, patch_size: int) -> torch.Tensor:
         """Patch labels ``[len(image_texts), P, 4]`` of the vision stage's image-text rows, built once."""

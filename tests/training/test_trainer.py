@@ -1,6 +1,7 @@
 """Training: each stage changes exactly its parameter groups, resume is exact, loss goes down."""
 
 import csv
+import re
 
 import pytest
 import torch
@@ -144,3 +145,34 @@ def test_bad_codec_override_is_one_line_before_anything_is_written(run_cli, tmp_
     assert result.returncode == 2 and fragment in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_joint_stage_with_rates_saves_a_nested_codec_and_trains_the_full_rate_too(tiny_data, tmp_path):
+    from simulator.models.checkpoint import load_codec
+    from simulator.training.stages import joint_loss
+
+    config = make_config(tiny_data, tmp_path, steps=1, checkpoint_every=100, joint={"rates": [2, 4, 8]})
+    final = Trainer(config).run("all")
+    codec = load_codec(final)
+    assert codec.config.rates == [2, 4, 8]
+
+    trainer = Trainer(config)
+    trainer.prepare()
+    generator = torch.Generator().manual_seed(0)
+    batch = trainer.collator(codec)([trainer.train_data.sample("vqa", generator) for _ in range(4)])
+    with torch.no_grad():
+        losses = {str(rates): float(joint_loss(codec, batch, "awgn", 5.0, torch.Generator().manual_seed(1),
+                                               noise_free_weight=0.0, rates=rates))
+                  for rates in (None, [8], [2, 4, 8])}
+    # one rate is the single-rate loss; several add a second CE at a random k on top of the full rate's
+    assert losses["[8]"] == losses["None"]
+    assert losses["[2, 4, 8]"] > losses["None"] + 0.5
+
+
+@pytest.mark.parametrize("rates, fragment", [([2, 4], "end at channel_symbols_per_token (8)"),
+                                             ([4, 2, 8], "distinct, ascending")])
+def test_joint_rates_must_be_ascending_and_end_at_c(tiny_data, tmp_path, rates, fragment):
+    config = make_config(tiny_data, tmp_path, steps=1, checkpoint_every=100, joint={"rates": rates})
+    with pytest.raises(UserError, match=re.escape(f"stages.joint.rates: channel_rates must be {fragment}")
+                       if fragment.startswith("distinct") else re.escape(fragment)):
+        Trainer(config).run("all")

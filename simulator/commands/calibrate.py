@@ -1,0 +1,112 @@
+"""``python -m simulator calibrate``: the rate table of a nested codec (``rate_table.json`` in its
+folder), which the ``snr`` rate policy reads (:mod:`simulator.adaptation`).
+
+The BS's outputs on a calibration set (VQA answers and captions of CLEVR-like images generated with
+:data:`CALIBRATION_DATA_SEED`, a seed neither training nor the test set uses, plus the sentiment
+corpus's validation sentences when it is prepared) are decoded through AWGN at every SNR of the grid
+and every rate; the table holds the share of tokens recovered.
+"""
+
+from __future__ import annotations
+
+__all__ = ["add_arguments", "main", "CALIBRATION_DATA_SEED"]
+
+CALIBRATION_DATA_SEED = 24680
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--checkpoint", default=None, help="codec folder (default: the shipped tiny checkpoint)")
+    parser.add_argument("--num-samples", type=int, default=200, help="samples per task (default 200)")
+    parser.add_argument("--snr-db", nargs=3, type=float, default=[-10.0, 30.0, 1.0], metavar=("LOW", "HIGH", "STEP"),
+                        help="SNR grid in dB (default -10 30 1)")
+    parser.add_argument("--draws", type=int, default=16, help="noise realisations per token (default 16)")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="a CLEVR-layout folder to calibrate on, its test split (default: images generated "
+                             "with the calibration seed)")
+    parser.add_argument("--preset", default=None, choices=("clevr", "clevr_small"),
+                        help="statistics of the generated calibration images (default: the shipped codec's)")
+    parser.add_argument("--out", default=None, help="table file (default: CHECKPOINT/rate_table.json)")
+
+
+def main(args) -> int:
+    import math
+    from pathlib import Path
+
+    import torch
+
+    from simulator.adaptation import RATE_TABLE_FILE, RateTable, recovery_probability
+    from simulator.errors import UserError
+    from simulator.evaluation import default_checkpoint, ensure_eval_set, load_eval_samples
+    from simulator.models.checkpoint import CheckpointError, load_codec
+    from simulator.models.transceiver import Transmitter
+    from simulator.scenario import SHIPPED_DATA_PRESET, eval_set_dir
+
+    low, high, step = args.snr_db
+    if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(step)) or step <= 0 or high < low:
+        raise UserError("--snr-db LOW HIGH STEP: finite numbers with LOW <= HIGH and STEP > 0")
+    if args.num_samples < 1 or args.draws < 1:
+        raise UserError("--num-samples and --draws must be >= 1")
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    try:
+        model = load_codec(path, inference=True)
+    except CheckpointError as err:
+        raise UserError(str(err)) from None
+    rates = model.config.rates
+    if len(rates) == 1:
+        raise UserError(f"{path}: the codec serves one rate (c = {rates[0]}); train it with stages.joint.rates")
+    preset = args.preset or SHIPPED_DATA_PRESET
+    if args.data:
+        root = Path(args.data)
+        if not (root / "questions").is_dir():
+            raise UserError(f"--data {root}: not a CLEVR-layout folder (no questions/)")
+    else:
+        images = max(10, math.ceil(args.num_samples / 5))
+        root = eval_set_dir(preset, CALIBRATION_DATA_SEED, images)
+        ensure_eval_set(root, CALIBRATION_DATA_SEED, images, preset=preset)
+    samples = load_eval_samples("vqa", args.num_samples, root) + load_eval_samples("caption", args.num_samples, root)
+    used = ["vqa", "caption"]
+    try:
+        samples += load_eval_samples("classify", args.num_samples, split="val")
+        used.append("classify (val)")
+    except UserError:
+        pass  # no prepared sentiment corpus: calibrate on the image tasks
+    hidden, tokens = _outputs(model, Transmitter(model), samples)
+    grid = [round(low + i * step, 6) for i in range(int(math.floor((high - low) / step + 1e-9)) + 1)]
+    recovery = []
+    for snr in grid:
+        snr_db = torch.full((tokens.shape[0],), snr)
+        recovery.append([round(float(v), 5) for v in recovery_probability(model, hidden, tokens, snr_db, rates,
+                                                                            args.draws).mean(0)])
+    source = {"channel": "awgn (MMSE)", "tasks": used, "samples_per_task": args.num_samples,
+              "tokens": int(tokens.shape[0]), "draws": args.draws,
+              **({"data": str(root)} if args.data else {"preset": preset, "data_seed": CALIBRATION_DATA_SEED})}
+    out = Path(args.out) if args.out else path / RATE_TABLE_FILE
+    try:
+        RateTable(grid, rates, recovery, source).save(out)
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err}") from None
+    print(f"rate table: {out} ({tokens.shape[0]} tokens, {len(grid)} SNRs x {len(rates)} rates)")
+    return 0
+
+
+def _outputs(model, transmitter, samples):
+    """The BS's semantic vectors ``[N, d]`` and tokens ``[N]`` of every output token of ``samples``."""
+    import torch
+
+    from simulator.data.templates import render_prompt
+    from simulator.evaluation import _resize
+
+    size = int(model.vision.config.image_size)
+    hidden, tokens = [], []
+    for start in range(0, len(samples), 32):
+        chunk = samples[start:start + 32]
+        prompts = [render_prompt(s.task, s.input_text, "", model.config.instructions.get(s.task)) for s in chunk]
+        pixels = has_image = None
+        if any(s.image is not None for s in chunk):
+            pixels = torch.stack([_resize(s.image, size) if s.image is not None else torch.zeros(3, size, size)
+                                  for s in chunk]) * 2 - 1
+            has_image = torch.tensor([s.image is not None for s in chunk])
+        sent = transmitter(prompts, pixels, has_image)
+        hidden.append(sent.hidden[sent.token_mask])
+        tokens.append(sent.tokens[sent.token_mask])
+    return torch.cat(hidden), torch.cat(tokens)

@@ -1,0 +1,274 @@
+"""Rate adaptation (issue 19): the nested channel codec, the rate policies and their accounting."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from channels.conventions import snr_db_to_no
+from channels.flat import AWGNChannel
+from channels.randomness import user_generators
+from simulator.adaptation import (RateTable, decide_rates, rate_bits, recovery_probability, reduce_to_budget,
+                                  smallest_rate)
+from simulator.engine import BROADCAST_STREAM, UNICAST_STREAM, TaskPool
+from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
+from simulator.scenario import AdaptationSetting, SharingVariant
+from simulator.systems import Link
+
+OFF = SharingVariant(threshold=None)
+RATES = [8, 16, 32, 64]
+
+
+def _link(num_users: int, snr_db: float) -> Link:
+    snr = torch.full((num_users,), snr_db)
+    return Link(AWGNChannel(equalizer="mmse"), snr_db_to_no(snr), snr,
+                user_generators(3, num_users, BROADCAST_STREAM), user_generators(3, num_users, UNICAST_STREAM))
+
+
+def _nested_copy(tiny_checkpoint, folder):
+    """A copy of the tiny checkpoint declared nested at ``RATES``."""
+    import json
+    import shutil
+
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["codec"]["channel_rates"] = list(RATES)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def nested(tiny_checkpoint, clevr_dir):
+    """The tiny identity codec declared nested at ``RATES`` (c = 64), as an M4SC system."""
+    from simulator.models.checkpoint import load_codec
+    from simulator.systems import M4SCSystem
+
+    codec = load_codec(tiny_checkpoint)
+    codec.config.channel_rates = list(RATES)
+    pool = TaskPool.from_sources(["vqa"], clevr_dir, "test", None, "sentences", "test", 64)
+    return M4SCSystem(codec, pool.load_image, codec.config.max_new_tokens), pool
+
+
+# ---- the nested codec ----------------------------------------------------------------------------
+def test_full_rate_is_bit_identical_to_the_single_rate_codec():
+    torch.manual_seed(0)
+    encoder, decoder = ChannelEncoder(24, 8), ChannelDecoder(24, 8)
+    hidden = torch.randn(5, 3, 24)
+    full = torch.full((5, 3), 8)
+    assert torch.equal(encoder(hidden, full), encoder(hidden))
+    symbols = encoder(hidden) + 0.1 * torch.randn(5, 3, 8, dtype=torch.complex64)
+    assert torch.equal(decoder(symbols, full), decoder(symbols))
+
+
+def test_a_prefix_has_unit_power_and_the_decoder_reads_only_the_prefix():
+    torch.manual_seed(1)
+    encoder, decoder = ChannelEncoder(24, 8), ChannelDecoder(24, 8)
+    hidden = torch.randn(6, 24)
+    rates = torch.tensor([1, 2, 3, 5, 8, 4])
+    x = encoder(hidden, rates)
+    for row, k in enumerate(rates.tolist()):
+        assert torch.count_nonzero(x[row, k:]) == 0
+        assert (x[row, :k].abs() ** 2).mean().item() == pytest.approx(1.0, abs=1e-5)
+    garbage = x + torch.where(torch.arange(8) >= rates.unsqueeze(-1), 5.0 + 0j, 0j)
+    assert torch.equal(decoder(garbage, rates), decoder(x, rates))
+
+
+def test_eval_at_the_full_rate_equals_eval_without_a_rate(nested, clevr_dir):
+    from simulator.evaluation import evaluate, load_eval_samples
+
+    system, _ = nested
+    samples = load_eval_samples("vqa", 6, clevr_dir)
+    plain = evaluate(system.codec, samples, "awgn", [5.0], seed=2)
+    full = evaluate(system.codec, samples, "awgn", [5.0], seed=2, rate=64)
+    assert plain == full
+    quarter = evaluate(system.codec, samples, "awgn", [5.0], seed=2, rate=16)
+    assert quarter[0]["symbols_per_sample"] == pytest.approx(full[0]["symbols_per_sample"] / 4)
+
+
+# ---- policies ------------------------------------------------------------------------------------
+def test_smallest_rate_keeps_the_target_share_of_full_rate_recovery():
+    recovery = torch.tensor([[0.5, 0.95, 0.99, 1.0], [0.2, 0.3, 0.4, 0.5], [0.0, 0.0, 0.0, 0.0]])
+    assert smallest_rate(recovery, 0.99).tolist() == [2, 3, 0]
+    assert smallest_rate(recovery, 0.9).tolist() == [1, 3, 0]
+    assert smallest_rate(recovery, 0.6).tolist() == [1, 1, 0]
+
+
+def test_rate_table_reads_the_grid_point_at_or_below_the_snr():
+    table = RateTable([0.0, 10.0], [4, 8, 16], [[0.1, 0.5, 0.9], [0.95, 0.99, 1.0]], {})
+    assert table.rate_for(-3.0, 0.99) == 16      # below the grid: full rate
+    assert table.rate_for(9.9, 0.99) == 16       # reads 0 dB, where only 16 keeps 0.99 of 0.9
+    assert table.rate_for(10.0, 0.99) == 8
+    assert table.rate_for(25.0, 0.95) == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(0, 1), min_size=4, max_size=4), min_size=1, max_size=12),
+       st.floats(0.125, 1.0), st.data())
+def test_budget_reduction_never_exceeds_its_cap_and_only_lowers_rates(rows, budget, data):
+    rates = [8, 16, 32, 64]
+    recovery = torch.tensor(rows).sort(dim=-1).values
+    choice = torch.tensor(data.draw(st.lists(st.integers(0, 3), min_size=len(rows), max_size=len(rows))))
+    cap = math.floor(budget * 64 * len(rows))
+    reduced = reduce_to_budget(choice, recovery, rates, cap)
+    assert int(torch.tensor(rates)[reduced].sum()) <= cap
+    assert bool((reduced <= choice).all())
+    if int(torch.tensor(rates)[choice].sum()) <= cap:
+        assert torch.equal(reduced, choice)
+
+
+def test_recovery_is_certain_at_high_snr_and_grows_with_the_rate(nested):
+    system, pool = nested
+    encoded = system.encode(pool.tasks["vqa"][:4])
+    sent = encoded.transmission
+    hidden, tokens = sent.hidden[sent.token_mask], sent.tokens[sent.token_mask]
+    high = recovery_probability(system.codec, hidden, tokens, torch.full((len(tokens),), 300.0), [64])
+    assert bool((high == 1.0).all())
+    low = recovery_probability(system.codec, hidden, tokens, torch.full((len(tokens),), 0.0), RATES).mean(0)
+    assert low[-1] >= low[0]
+
+
+@pytest.mark.parametrize("budget", [0.125, 0.3, 0.5])
+def test_importance_policy_never_exceeds_its_budget(nested, budget):
+    system, pool = nested
+    encoded = system.encode(pool.tasks["vqa"][:6])
+    setting = AdaptationSetting(mode="importance", target=1.0, budget=budget)
+    for variant in (OFF, SharingVariant(threshold=0.5)):
+        plan = system.plan(encoded, variant)
+        adapted = system.adapt(encoded, plan, torch.full((6,), 0.0), setting)
+        sharing = plan.detail.sharing
+        for row, private in enumerate(sharing.private_mask.sum(-1).tolist()):
+            assert adapted.unicast_symbols[row] <= math.floor(budget * 64 * private + 1e-9)
+        assert adapted.broadcast_symbols <= math.floor(budget * 64 * sharing.num_public + 1e-9)
+
+
+def test_mixed_rate_accounting_is_exact(nested, monkeypatch):
+    """Users share public vectors; rates are forced, and every count is checked by hand."""
+    import simulator.adaptation as adaptation
+    from simulator.adaptation import RateDecision
+
+    system, pool = nested
+    task = pool.tasks["vqa"][0]
+    encoded = system.encode([task, task, pool.tasks["vqa"][3]])
+    plan = system.plan(encoded, SharingVariant(threshold=0.99))
+    sharing = plan.detail.sharing
+    mask = encoded.transmission.token_mask
+    assert sharing.num_public >= 1 and plan.broadcast_rows[:2] == [0, 1]
+    cycle = torch.tensor([8, 32, 16, 64])
+    private_rates = torch.zeros(mask.shape, dtype=torch.long)
+    for row in range(3):
+        count = int(sharing.private_mask[row].sum())
+        private_rates[row][sharing.private_mask[row]] = cycle.roll(row)[torch.arange(count) % 4]
+    public_rates = cycle.roll(1)[torch.arange(sharing.num_public) % 4]
+    signalling = [3, 0, 5]
+    forced = RateDecision(private_rates, public_rates, signalling)
+    monkeypatch.setattr(adaptation, "decide_rates", lambda *args, **kwargs: forced)
+    adapted = system.adapt(encoded, plan, torch.zeros(3), AdaptationSetting(mode="importance"))
+
+    assert adapted.unicast_symbols == [int(private_rates[r].sum()) for r in range(3)]
+    assert adapted.broadcast_symbols == int(public_rates.sum())
+    for row in range(3):
+        public = sharing.public_index[row][sharing.public_mask[row]].tolist()
+        share = sum(int(public_rates[p]) / int(sharing.public_users[p]) for p in set(public))
+        assert adapted.public_symbol_share[row] == pytest.approx(share)
+        assert adapted.token_symbols[row] == sum(int(public_rates[p]) for p in public) + int(private_rates[row].sum())
+    assert sum(adapted.public_symbol_share) == pytest.approx(adapted.broadcast_symbols)
+    assert adapted.overhead_bits == [b + s for b, s in zip(plan.overhead_bits, signalling)]
+    # what crosses the air: zero after each private token's k-th symbol
+    for row in range(3):
+        private = adapted.detail.private_symbols[row][sharing.private_mask[row]]
+        for symbols, k in zip(private, private_rates[row][sharing.private_mask[row]].tolist()):
+            assert torch.count_nonzero(symbols[k:]) == 0 and torch.count_nonzero(symbols[:k]) == k
+    for symbols, k in zip(adapted.detail.public_symbols, public_rates.tolist()):
+        assert torch.count_nonzero(symbols[k:]) == 0
+    assert len(system.deliver(encoded, adapted, [0, 1, 2], _link(3, 300.0))) == 3
+
+
+def test_fixed_adaptation_is_the_plan_itself_and_full_rate_importance_decodes_alike(nested):
+    system, pool = nested
+    encoded = system.encode(pool.tasks["vqa"][:3])
+    plan = system.plan(encoded, OFF)
+    assert system.adapt(encoded, plan, torch.zeros(3), AdaptationSetting()) is plan
+    # at an SNR where every rate is certain, importance sends the smallest rate that keeps recovery
+    adapted = system.adapt(encoded, plan, torch.full((3,), 300.0), AdaptationSetting(mode="importance", target=1.0))
+    tokens = encoded.transmission.token_mask.sum(-1).tolist()
+    assert all(u <= n * 64 for u, n in zip(adapted.unicast_symbols, tokens))
+    assert adapted.overhead_bits == [rate_bits(len(RATES)) * n for n in tokens]
+    clean = system.deliver(encoded, plan, [0, 1, 2], _link(3, 300.0))
+    assert [d.prediction for d in system.deliver(encoded, adapted, [0, 1, 2], _link(3, 300.0))] == \
+        [d.prediction for d in clean]
+
+
+def test_snr_policy_uses_one_rate_per_user_and_the_public_vector_serves_the_worst_user(nested):
+    system, pool = nested
+    table = RateTable([0.0, 20.0], RATES, [[0.2, 0.4, 0.6, 0.8], [0.99, 1.0, 1.0, 1.0]], {})
+    task = pool.tasks["vqa"][0]
+    encoded = system.encode([task, task, pool.tasks["vqa"][4]])
+    plan = system.plan(encoded, SharingVariant(threshold=0.99))
+    sharing = plan.detail.sharing
+    sent = encoded.transmission
+    decision = decide_rates(AdaptationSetting(mode="snr"), system.codec, table, sent.tokens, sent.hidden,
+                            sharing.private_mask, sharing.public_vectors, sharing.public_index,
+                            torch.tensor([25.0, 5.0, 25.0]))
+    assert set(decision.private_rates[2][sharing.private_mask[2]].tolist()) == {8}
+    assert decision.public_rates.tolist() == [64] * sharing.num_public  # user 1 at 5 dB reads the 0 dB row
+    assert decision.signalling_bits == [2 * sharing.num_public, 0, 0]  # own k: implicit from the SNR
+
+
+def test_adaptation_settings_are_variants_with_their_own_rows(base_scenario, write_scenario, run_cli, tmp_path,
+                                                               tiny_checkpoint):
+    import pandas as pd
+
+    nested_dir = _nested_copy(tiny_checkpoint, tmp_path / "nested")
+    RateTable([-10.0, 10.0], RATES, [[0.1, 0.2, 0.3, 0.4], [1.0, 1.0, 1.0, 1.0]], {}).save(nested_dir / "rate_table.json")
+    scenario = write_scenario({"model": {"checkpoint": str(nested_dir)}, "adaptation": [
+        {"mode": "fixed"}, {"mode": "snr"}, {"mode": "importance", "target": 0.9, "budget": 0.5}]})
+    result = run_cli("run", str(scenario), "--out", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    m4sc = frame[frame["system"] == "m4sc"]
+    assert sorted(set(m4sc["adaptation"])) == ["fixed", "importance@0.9/b0.5", "snr@0.99"]
+    fixed = m4sc[m4sc["adaptation"] == "fixed"]
+    assert (fixed["symbols_per_token_mean"] == 64).all()
+    snr = m4sc[m4sc["adaptation"] == "snr@0.99"]
+    assert set(snr.loc[snr["snr_db"] == 30.0, "symbols_per_token_mean"]) == {8.0}
+    assert set(snr.loc[snr["snr_db"] == 0.0, "symbols_per_token_mean"]) == {64.0}
+    assert (m4sc.loc[m4sc["adaptation"] == "importance@0.9/b0.5", "symbols_per_token_mean"] <= 32).all()
+
+
+def test_adaptive_modes_on_a_single_rate_codec_are_refused_in_one_line(base_scenario, write_scenario, run_cli,
+                                                                       tmp_path):
+    scenario = write_scenario({"adaptation": {"mode": "snr"}})
+    result = run_cli("run", str(scenario), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: adaptation: mode snr needs a codec trained at several rates (stages.joint.rates); "
+        "this one serves only c = 64"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_snr_mode_without_a_rate_table_names_the_command_that_makes_it(base_scenario, write_scenario, run_cli,
+                                                                       tmp_path, tiny_checkpoint):
+    nested_dir = _nested_copy(tiny_checkpoint, tmp_path / "nested")
+    scenario = write_scenario({"model": {"checkpoint": str(nested_dir)}, "adaptation": {"mode": "snr"}})
+    result = run_cli("run", str(scenario), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "python -m simulator calibrate --checkpoint" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_calibrate_writes_a_table_whose_full_rate_recovery_rises_with_snr(run_cli, tmp_path, tiny_checkpoint,
+                                                                          clevr_dir):
+    result = run_cli("calibrate", "--checkpoint", str(tiny_checkpoint), "--data", str(clevr_dir))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tiny_checkpoint}: the codec serves one rate (c = 64); train it with stages.joint.rates"]
+    nested_dir = _nested_copy(tiny_checkpoint, tmp_path / "nested")
+    result = run_cli("calibrate", "--checkpoint", str(nested_dir), "--data", str(clevr_dir), "--num-samples", "6",
+                     "--snr-db", "-20", "20", "20", "--draws", "8")
+    assert result.returncode == 0, result.stderr
+    table = RateTable.load(nested_dir / "rate_table.json")
+    assert table.snr_db == [-20.0, 0.0, 20.0] and table.rates == RATES
+    full = [row[-1] for row in table.recovery]
+    assert full[0] < full[1] <= full[2] and full[2] > 0.9
+    assert table.source["data"] == str(clevr_dir) and table.source["tasks"][:2] == ["vqa", "caption"]
