@@ -26,10 +26,10 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from channels.flat import EQUALIZERS, AWGNChannel, RayleighBlockFadingChannel, RicianBlockFadingChannel
+if TYPE_CHECKING:  # the blocks import torch (and Sionna) when built, so reading a scenario does not
+    from torch import nn
 
 __all__ = ["CHANNEL_NAMES", "make_channel", "channel_parameters", "channel_throughput"]
 
@@ -60,17 +60,23 @@ def _optional(field: str, value, **checks):
 
 
 def _awgn(*, equalizer: str = "zf") -> nn.Module:
+    from channels.flat import EQUALIZERS, AWGNChannel
+
     _choice("equalizer", equalizer, EQUALIZERS)
     return AWGNChannel(equalizer=equalizer)
 
 
 def _rayleigh(*, coherence_symbols: int | None = None, equalizer: str = "zf") -> nn.Module:
+    from channels.flat import EQUALIZERS, RayleighBlockFadingChannel
+
     _choice("equalizer", equalizer, EQUALIZERS)
     coherence = _optional("coherence_symbols", coherence_symbols, minimum=1, integer=True)
     return RayleighBlockFadingChannel(coherence_symbols=coherence, equalizer=equalizer)
 
 
 def _rician(*, k_factor: float | None = None, k_factor_db: float | None = None, coherence_symbols: int | None = None, equalizer: str = "zf") -> nn.Module:
+    from channels.flat import EQUALIZERS, RicianBlockFadingChannel
+
     _choice("equalizer", equalizer, EQUALIZERS)
     if k_factor is not None and k_factor_db is not None:
         raise ValueError("k_factor: give either k_factor (linear) or k_factor_db, not both")
@@ -84,6 +90,7 @@ def _rician(*, k_factor: float | None = None, k_factor_db: float | None = None, 
 
 def _ofdm_options(channel_estimation, equalizer, interpolation, num_ofdm_symbols, fft_size, subcarrier_spacing, pilot_ofdm_symbol_indices) -> dict:
     """Validated options shared by the OFDM channels; builds the resource grid."""
+    from channels.flat import EQUALIZERS
     from channels.ofdm import make_resource_grid
 
     _choice("channel_estimation", channel_estimation, CHANNEL_ESTIMATIONS)

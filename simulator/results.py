@@ -1,4 +1,4 @@
-"""Run outputs: the tidy metrics table, atomic writing, and the manifest (DESIGN.md, Outputs).
+"""Run outputs: the tidy metrics table, atomic writing, and the manifest (README, "The main job").
 
 ``results/<run>/`` holds
 

@@ -51,6 +51,7 @@ __all__ = [
     "ADAPTATION_MODES",
     "TASKS",
     "CHANNEL_NAMES",
+    "SYSTEM_NAMES",
     "SHIPPED_CHECKPOINT",
     "SHIPPED_DATA_PRESET",
     "eval_set_dir",
@@ -61,6 +62,8 @@ TASKS = ("vqa", "caption", "classify")
 #: Must equal :data:`channels.registry.CHANNEL_NAMES` (checked by a test); kept literal so that
 #: reading a scenario does not import torch.
 CHANNEL_NAMES = ("awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma")
+#: Must equal the keys of :data:`simulator.systems.SYSTEMS` (checked by a test), literal for the same reason.
+SYSTEM_NAMES = ("m4sc", "deepsc", "deepsc_vqa", "digital_source", "digital_answer")
 #: Parameters the scenario sets itself for the UMi/UMa channels (from ``seed`` and ``placement``).
 _MANAGED_CHANNEL_PARAMS = ("num_users", "seed", "carrier_frequency", "max_speed")
 #: The trained tiny checkpoint that ships with the package (put there by training).
@@ -405,11 +408,9 @@ class Scenario(_Strict):
     @field_validator("systems")
     @classmethod
     def _known_systems(cls, names: list[str]) -> list[str]:
-        from simulator.systems import SYSTEMS
-
         for name in names:
-            if name not in SYSTEMS:
-                raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+            if name not in SYSTEM_NAMES:
+                raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEM_NAMES)}")
         if len(set(names)) != len(names):
             raise ValueError("systems must be distinct")
         return names

@@ -1,4 +1,4 @@
-"""The M4SC link split (DESIGN.md, the paper's Fig. 3): the base station runs the whole MLLM and
+"""The M4SC link split (the paper's Fig. 3): the base station runs the whole MLLM and
 the channel encoder; each user holds only the channel decoder and the LM head (plus tokenizer).
 
 ``Transmitter``: users' images + prompts -> greedy generation -> per-token semantic vectors ->

@@ -42,6 +42,24 @@ def test_channel_names_follow_the_registry():
     assert tuple(CHANNEL_NAMES) == tuple(REGISTRY)
 
 
+def test_system_names_follow_the_registry():
+    from simulator.scenario import SYSTEM_NAMES
+    from simulator.systems import SYSTEMS
+
+    assert SYSTEM_NAMES == tuple(SYSTEMS)
+
+
+def test_reading_a_scenario_does_not_import_torch():
+    import subprocess
+    import sys
+
+    script = ("import sys; from simulator.scenario import load_scenario; "
+              f"load_scenario({str(REPO_ROOT / 'scenarios' / 'vqa_8users.yaml')!r}, ['adaptation={{mode: snr}}']); "
+              "print(sorted(m for m in ('torch', 'sionna', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_overrides_reach_nested_fields():
     scenario = load_scenario(REPO_ROOT / "scenarios" / "vqa_8users.yaml",
                              ["num_users=3", "snr_db=[1, 2]", "sharing.thresholds=[1.0]", "channel.name=rayleigh"])
