@@ -4,7 +4,7 @@ A sweep file (:class:`SweepFile`) names a base scenario, fixed overrides (``set`
 overrides (``grid``: dotted scenario key -> list of values; the cartesian product is swept). Each
 grid point is the base scenario with ``set`` and its grid values applied exactly as
 ``run --set key=value`` would apply them, and is run through the same code path as ``run``
-(:class:`simulator.commands.run._Setup`, :class:`simulator.engine.SweepRunner`,
+(:class:`simulator.runner.RunSetup`, :class:`simulator.engine.SweepRunner`,
 :func:`simulator.results.summarize`). A grid value may itself be a list (``snr_db: [[0], [10]]``:
 two points, one SNR each).
 
@@ -255,22 +255,20 @@ _MODELS = ModelCache()
 
 def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
     """What ``run BASE --set ...`` computes: the summary rows of every point of the scenario."""
-    import argparse
     import uuid
 
-    from simulator.commands.run import _channel_label, _Setup
     from simulator.results import summarize
+    from simulator.runner import RunSetup, channel_label
 
-    # _Setup only checks that its output folder is free; it is never created (the sweep writes parts).
+    # RunSetup only checks that its output folder is free; it is never created (the sweep writes parts).
     unused_out = Path(tempfile.gettempdir()) / f"m4sc-sweep-unused-{uuid.uuid4().hex}"
-    setup = _Setup(argparse.Namespace(scenario=base, set=list(overrides), out=str(unused_out), json=False),
-                   models=_MODELS)
+    setup = RunSetup(base, overrides, unused_out, models=_MODELS)
     runner = setup.runner
     runner.prepare()
     rows = []
     for results in runner.run():
         for result in results:
-            rows += summarize(result, setup.scenario, _channel_label(setup), setup.symbols_per_token)
+            rows += summarize(result, setup.scenario, channel_label(setup), setup.symbols_per_token)
     info = {"checkpoint": str(setup.checkpoint), "tasks_per_point": runner.tasks_per_run}
     return rows, info
 

@@ -44,7 +44,7 @@ def main(args) -> int:
     import logging
     import signal
 
-    from simulator.commands.run import _in_main_thread, _terminate, progress_bar  # SIGTERM ends the sweep like Ctrl-C
+    from simulator.commands.common import in_main_thread, progress_bar, terminate  # SIGTERM ends the sweep like Ctrl-C
 
     from simulator.errors import Interrupted, UserError
     from simulator.sweep import plan_sweep, run_sweep
@@ -64,7 +64,7 @@ def main(args) -> int:
             bar["tqdm"].write(f"point {point.point_id} ({point.label()}) failed: {outcome['error']}", file=sys.stderr)
         bar["tqdm"].update(1)
 
-    previous_sigterm = signal.signal(signal.SIGTERM, _terminate) if _in_main_thread() else None
+    previous_sigterm = signal.signal(signal.SIGTERM, terminate) if in_main_thread() else None
     try:
         manifest = run_sweep(plan, use_ray=use_ray, address=args.address, resume=args.resume,
                              max_parallel=args.max_parallel, on_start=on_start, on_point=on_point)

@@ -1,0 +1,33 @@
+"""Imports run one way: no library module reaches up into the command layer (issue 17)."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_no_library_module_imports_the_commands():
+    library = [p for p in sorted((ROOT / "simulator").rglob("*.py")) + sorted((ROOT / "channels").rglob("*.py"))
+               if "commands" not in p.relative_to(ROOT).parts and p.name not in ("cli.py", "__main__.py")]
+    assert len(library) > 30
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in _imported_modules(p) if m.startswith("simulator.commands"))
+                 for p in library}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_channels_do_not_import_the_simulator():
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in _imported_modules(p) if m.split(".")[0] == "simulator")
+                 for p in sorted((ROOT / "channels").rglob("*.py"))}
+    assert {k: v for k, v in offenders.items() if v} == {}
