@@ -173,3 +173,37 @@ def test_fig6_single_user_count(tmp_path, capsys):
 def test_unknown_snr_exits_2(sweep, tmp_path, capsys):
     assert main(["plot", *sweep, "--figure", "6", "--snr-db", "7", "--out", str(tmp_path / "o")]) == 2
     assert "--snr-db 7" in capsys.readouterr().err
+
+
+def _adaptive_rows() -> list[dict]:
+    """m4sc rows with rate adaptation: fixed at 64 kB, importance at two targets below it."""
+    rows = []
+    for row in _rows(8, 0, snrs=(0.0, 10.0)):
+        if row["system"] != "m4sc" or row["task"] != "vqa":
+            continue
+        for label, kb, accuracy in (("fixed", 64.0, 0.70), ("importance@0.99", 26.0, 0.71), ("importance@0.9", 18.0, 0.69)):
+            rows.append(dict(row, adaptation=label, bytes_total=kb * 1000 * row["num_tasks"], accuracy=accuracy))
+    return rows
+
+
+def test_rate_figure_draws_one_curve_per_mode_and_fig5_keeps_fixed_rows(tmp_path, capsys):
+    folder = _write(tmp_path / "adaptive", _adaptive_rows())
+    assert main(["plot", folder, "--figure", "rate"]) == 0
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "adaptive" / f"rate.{ext}").stat().st_size > 1000
+    figure = plotting.draw_rate(plotting.load_results([folder]))
+    panels = [ax for ax in figure.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["SNR 0 dB", "SNR 10 dB"]
+    curves = {line.get_label(): sorted(line.get_xdata()) for line in panels[0].get_lines()}
+    assert curves == {"M4SC: fixed": [64.0], "M4SC: importance": [18.0, 26.0],  # kB per task
+                      "M4SC, sharing: fixed": [64.0], "M4SC, sharing: importance": [18.0, 26.0]}
+    assert set(plotting.fixed_rate(plotting.load_results([folder]))["adaptation"]) == {"fixed"}
+
+
+def test_rate_figure_needs_two_modes(tmp_path, capsys):
+    rows = [r for r in _adaptive_rows() if r["adaptation"] == "fixed"]
+    folder = _write(tmp_path / "fixed", rows)
+    assert main(["plot", folder, "--figure", "rate"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the rate figure compares adaptation modes; the results hold only fixed"]
+    assert not (tmp_path / "fixed" / "rate.png").exists()
