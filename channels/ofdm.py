@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -56,7 +55,6 @@ __all__ = [
     "OFDMChannel",
     "TDLChannel",
     "CDLChannel",
-    "channel_throughput",
 ]
 
 logger = logging.getLogger(__name__)
@@ -437,46 +435,3 @@ class CDLChannel(_SionnaModelChannel):
             equalizer=equalizer,
             interpolation=interpolation,
         )
-
-
-def channel_throughput(
-    name: str,
-    num_users: int = 8,
-    num_symbols: int = 4096,
-    repeats: int = 5,
-    batch: int = 4,
-    snr_db: float = 10.0,
-    **params,
-) -> float:
-    """Complex symbols per second through channel ``name`` (forward only, ``torch.inference_mode``).
-
-    Args:
-        name: a :func:`channels.registry.make_channel` name ("awgn", "rayleigh", "tdl", ...).
-        num_users, num_symbols, batch: input ``[batch, num_users, num_symbols]`` of unit-power symbols.
-        repeats: timed forward passes after one warm-up pass.
-        snr_db: Es/N0 in dB.
-        params: channel parameters for :func:`channels.registry.make_channel`.
-
-    Returns:
-        ``batch * num_users * num_symbols * repeats / seconds`` (symbols/s, all users together).
-    """
-    from channels.conventions import snr_db_to_no
-    from channels.registry import make_channel
-
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if name in ("umi", "uma"):
-        params.setdefault("num_users", num_users)  # the drop must hold every user
-    channel = make_channel(name, **params)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.polar(torch.ones(batch, num_users, num_symbols), 2 * math.pi * torch.rand(batch, num_users, num_symbols, generator=generator))
-    no = snr_db_to_no(snr_db)
-    with torch.inference_mode():
-        channel(x, no, stream=generator)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            channel(x, no, stream=generator)
-        elapsed = time.perf_counter() - start
-    rate = batch * num_users * num_symbols * repeats / elapsed
-    logger.info("channel %s: %.3g symbols/s (%d users)", name, rate, num_users)
-    return rate
