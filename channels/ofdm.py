@@ -33,7 +33,6 @@ noise come only from ``stream[u]``. The channel is drawn before the noise. Gradi
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from channels.conventions import sionna_on_cpu
+from channels.conventions import CHANNEL_DEVICE, sionna_on_cpu
 from channels.flat import EQUALIZERS, ChannelOutput, expand_noise
 from channels.randomness import Stream, complex_normal_per_user
 
@@ -57,7 +56,9 @@ __all__ = [
     "CDLChannel",
 ]
 
-logger = logging.getLogger(__name__)
+#: Seed of the pilot symbols of every resource grid (the same pilots in every process).
+PILOT_SEED = 20240
+
 
 TDL_MODELS = ("A", "B", "C", "D", "E")
 CDL_MODELS = ("A", "B", "C", "D", "E")
@@ -121,17 +122,20 @@ def make_resource_grid(
     pilots = [int(i) for i in pilot_ofdm_symbol_indices]
     if any(i < 0 or i >= num_ofdm_symbols for i in pilots):
         raise ValueError(f"pilot_ofdm_symbol_indices must lie in 0..{num_ofdm_symbols - 1}, got {pilots}")
-    return ResourceGrid(
-        num_ofdm_symbols=num_ofdm_symbols,
-        fft_size=fft_size,
-        subcarrier_spacing=subcarrier_spacing,
-        num_tx=1,
-        num_streams_per_tx=1,
-        num_guard_carriers=tuple(num_guard_carriers),
-        dc_null=dc_null,
-        pilot_pattern="kronecker" if pilots else "empty",
-        pilot_ofdm_symbol_indices=pilots if pilots else None,
-    )
+    # Sionna draws the Kronecker pattern's QPSK pilots from its global generator, which nothing seeds:
+    # every process got other pilots, so LS-estimated links (and a test of them) differed run to run.
+    with sionna_generator(torch.Generator().manual_seed(PILOT_SEED), CHANNEL_DEVICE):
+        return ResourceGrid(
+            num_ofdm_symbols=num_ofdm_symbols,
+            fft_size=fft_size,
+            subcarrier_spacing=subcarrier_spacing,
+            num_tx=1,
+            num_streams_per_tx=1,
+            num_guard_carriers=tuple(num_guard_carriers),
+            dc_null=dc_null,
+            pilot_pattern="kronecker" if pilots else "empty",
+            pilot_ofdm_symbol_indices=pilots if pilots else None,
+        )
 
 
 def _as_generator_list(stream: Stream, num_users: int) -> list[torch.Generator] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +132,14 @@ def test_ls_noiseless_static_channel_is_identity():
     out = channel(x, 0.0, stream=torch.Generator().manual_seed(0))
     assert torch.isfinite(out.x_hat).all()
     assert torch.allclose(out.x_hat, x, atol=1e-4)
+
+
+def test_pilots_are_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    script = ("from channels.ofdm import make_resource_grid; "
+              "print(make_resource_grid(14, 24, 30e3, (2, 11)).pilot_pattern.pilots.flatten()[:16].tolist())")
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[2]).stdout for _ in range(2)}
+    assert len(runs) == 1 and "j" in runs.pop()
