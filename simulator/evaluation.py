@@ -19,7 +19,7 @@ from simulator.errors import UserError
 from simulator.scenario import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
 from simulator.scenario import SHIPPED_DATA_PRESET, eval_set_dir
 
-__all__ = ["ensure_eval_set", "EvalSample", "load_eval_samples", "evaluate", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
+__all__ = ["ensure_eval_set", "EvalSample", "load_eval_samples", "evaluate", "transmit", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
 
 # Test data is generated with a seed that training never uses.
 EVAL_DATA_SEED = 12345
@@ -149,27 +149,16 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     ``num_samples``, ``symbols_per_sample`` (mean complex channel uses per sample).
     """
     from channels.conventions import snr_db_to_no
-    from simulator.data.templates import render_prompt
-    from simulator.models.transceiver import Receiver, Transmitter
+    from simulator.models.transceiver import Receiver
 
     if not samples:
         raise UserError("no evaluation samples")
     if rate is not None and rate not in model.config.rates:
         raise UserError(f"--rate {rate}: the codec serves {', '.join(map(str, model.config.rates))} symbols per token")
     task = samples[0].task
-    transmitter, receiver = Transmitter(model), Receiver.from_model(model)
+    receiver = Receiver.from_model(model)
     c = model.config.channel_symbols_per_token
-    image_size = int(model.vision.config.image_size)
-    sent = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start:start + batch_size]
-        prompts = [render_prompt(s.task, s.input_text, "", model.config.instructions.get(s.task)) for s in chunk]
-        pixel_values = has_image = None
-        if any(s.image is not None for s in chunk):
-            pixel_values = torch.stack([_resize(s.image, image_size) if s.image is not None
-                                        else torch.zeros(3, image_size, image_size) for s in chunk]) * 2 - 1
-            has_image = torch.tensor([s.image is not None for s in chunk])
-        sent.append(transmitter(prompts, pixel_values, has_image))
+    sent = transmit(model, samples, batch_size)
     if rate is not None:
         sent = [_at_rate(model, t, rate) for t in sent]
     bs_texts = [text for t in sent for text in model.decode_text(t.tokens, t.token_mask)]
@@ -194,6 +183,28 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
                      **_score(task, texts, samples), **bs_scores, "num_samples": len(samples),
                      "symbols_per_sample": symbols})
     return rows
+
+
+@torch.inference_mode()
+def transmit(model, samples: list[EvalSample], batch_size: int = 32) -> list:
+    """The BS's side for ``samples`` (any mix of tasks), ``batch_size`` at a time: rendered prompts and
+    images in ``[-1, 1]`` (zeros for text tasks) through the Transmitter; one Transmission per batch."""
+    from simulator.data.templates import render_prompt
+    from simulator.models.transceiver import Transmitter
+
+    transmitter = Transmitter(model)
+    image_size = int(model.vision.config.image_size)
+    sent = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        prompts = [render_prompt(s.task, s.input_text, "", model.config.instructions.get(s.task)) for s in chunk]
+        pixel_values = has_image = None
+        if any(s.image is not None for s in chunk):
+            pixel_values = torch.stack([_resize(s.image, image_size) if s.image is not None
+                                        else torch.zeros(3, image_size, image_size) for s in chunk]) * 2 - 1
+            has_image = torch.tensor([s.image is not None for s in chunk])
+        sent.append(transmitter(prompts, pixel_values, has_image))
+    return sent
 
 
 def _at_rate(model, sent, rate: int):

@@ -38,7 +38,6 @@ def main(args) -> int:
     from simulator.errors import UserError
     from simulator.evaluation import default_checkpoint, ensure_eval_set, load_eval_samples
     from simulator.models.checkpoint import CheckpointError, load_codec
-    from simulator.models.transceiver import Transmitter
     from simulator.scenario import SHIPPED_DATA_PRESET, eval_set_dir
 
     low, high, step = args.snr_db
@@ -70,7 +69,7 @@ def main(args) -> int:
         used.append("classify (val)")
     except UserError:
         pass  # no prepared sentiment corpus: calibrate on the image tasks
-    hidden, tokens = _outputs(model, Transmitter(model), samples)
+    hidden, tokens = _outputs(model, samples)
     grid = [round(low + i * step, 6) for i in range(int(math.floor((high - low) / step + 1e-9)) + 1)]
     recovery = []
     for snr in grid:
@@ -89,24 +88,11 @@ def main(args) -> int:
     return 0
 
 
-def _outputs(model, transmitter, samples):
+def _outputs(model, samples):
     """The BS's semantic vectors ``[N, d]`` and tokens ``[N]`` of every output token of ``samples``."""
     import torch
 
-    from simulator.data.templates import render_prompt
-    from simulator.evaluation import _resize
+    from simulator.evaluation import transmit
 
-    size = int(model.vision.config.image_size)
-    hidden, tokens = [], []
-    for start in range(0, len(samples), 32):
-        chunk = samples[start:start + 32]
-        prompts = [render_prompt(s.task, s.input_text, "", model.config.instructions.get(s.task)) for s in chunk]
-        pixels = has_image = None
-        if any(s.image is not None for s in chunk):
-            pixels = torch.stack([_resize(s.image, size) if s.image is not None else torch.zeros(3, size, size)
-                                  for s in chunk]) * 2 - 1
-            has_image = torch.tensor([s.image is not None for s in chunk])
-        sent = transmitter(prompts, pixels, has_image)
-        hidden.append(sent.hidden[sent.token_mask])
-        tokens.append(sent.tokens[sent.token_mask])
-    return torch.cat(hidden), torch.cat(tokens)
+    sent = transmit(model, samples)
+    return (torch.cat([t.hidden[t.token_mask] for t in sent]), torch.cat([t.tokens[t.token_mask] for t in sent]))
