@@ -17,7 +17,7 @@ Achievable rate of user ``u`` on PRB ``p`` (the PF input, both modes): ``re_per_
 log2(1 + SINR[u, p])`` bits per slot, a channel-quality proxy; the achieved rate fed back next slot
 is the sum over the granted PRBs.
 
-Digital mode: payloads are information bits. The broadcast MCS is :func:`channels.digital.select_mcs`
+Digital mode: payloads are information bits. The broadcast MCS is :func:`channels.link_adaptation.select_mcs`
 at the WORST effective SINR among the users that need the common stream; unicast MCS per user at
 its own. If no MCS meets the target, the lowest MCS is used and ``meets_target`` is False. Symbols
 needed come from :meth:`channels.digital.DigitalChain.num_symbols` (code blocks, CRC, padding).
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from channels.digital import DEFAULT_CODE_BLOCK_BITS, MCS, DigitalChain, mcs_table, select_mcs
+from channels.digital import DigitalChain
+from channels.link_adaptation import DEFAULT_CODE_BLOCK_BITS, MCS, mcs_table, select_mcs
 
 __all__ = ["SlotGrid", "StreamAllocation", "Allocation", "ResourceAllocator", "BROADCAST", "IDLE", "MODES",
            "effective_sinr_db"]
@@ -105,6 +106,7 @@ class SlotGrid:
 
     @property
     def re_per_slot(self) -> int:
+        """Data REs (complex symbols) per slot over the whole band."""
         return self.num_prbs * self.re_per_prb
 
 
@@ -152,15 +154,15 @@ class StreamAllocation:
         return self.num_prbs * self.re_per_prb
 
     @property
+    def air_time_s(self) -> float:
+        """``num_slots * slot_duration_s``."""
+        return self.num_slots * self.slot_duration_s
+
+    @property
     def num_slots(self) -> int:
         """Slots until the payload is delivered: last slot with PRBs + 1 (0 for an empty payload)."""
         granted = [i for i, n in enumerate(self.prbs_per_slot) if n > 0]
         return granted[-1] + 1 if granted else 0
-
-    @property
-    def air_time_s(self) -> float:
-        """``num_slots * slot_duration_s``."""
-        return self.num_slots * self.slot_duration_s
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from torch import nn
 from channels.randomness import Stream, complex_normal_per_user, uniform_per_user
 
 __all__ = [
+    "Channel",
     "ChannelOutput",
     "FlatChannel",
     "AWGNChannel",
@@ -54,6 +56,18 @@ class ChannelOutput:
     h: torch.Tensor
     x_hat: torch.Tensor
     no_eff: torch.Tensor
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """What every channel block of this package is (flat, OFDM TDL/CDL, UMi/UMa; Sionna's ``Block``
+    plays this part there): called with ``x [batch, num_users, num_symbols]`` complex64, the complex
+    noise power ``no`` (scalar, ``[num_users]`` or ``[batch, num_users]``, linear, Es = 1) and the
+    users' random ``stream``, it returns the :class:`ChannelOutput` of every user. The simulator, the
+    digital chain and the trainers hold channels as this type."""
+
+    def __call__(self, x: torch.Tensor, no: float | torch.Tensor, stream: Stream = None) -> ChannelOutput:
+        ...
 
 
 def broadcast(x: torch.Tensor, num_users: int) -> torch.Tensor:

@@ -52,6 +52,7 @@ __all__ = [
     "sionna_generator",
     "make_resource_grid",
     "OFDMChannel",
+    "DelayLineChannel",
     "TDLChannel",
     "CDLChannel",
 ]
@@ -300,22 +301,6 @@ class OFDMChannel(nn.Module):
         )
 
 
-class _SionnaModelChannel(OFDMChannel):
-    """OFDM link whose channel comes from one single-link Sionna ``ChannelModel`` (TDL, CDL)."""
-
-    def __init__(self, channel_model, normalize_per_slot: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        from sionna.phy.channel import GenerateOFDMChannel
-
-        self.channel_model = channel_model
-        self.normalize_per_slot = bool(normalize_per_slot)
-        self.generate = GenerateOFDMChannel(channel_model, self.resource_grid, normalize_channel=self.normalize_per_slot)
-
-    def draw_frequency_response(self, num_realisations, num_users):
-        h = self.generate(num_realisations * num_users)  # [n*U, 1, 1, 1, 1, T, F]
-        return h.reshape(num_realisations, num_users, *h.shape[-2:]).to(torch.complex64)
-
-
 def _check_choice(field: str, value, allowed: Sequence) -> None:
     if value not in allowed:
         raise ValueError(f"{field} must be one of {', '.join(map(str, allowed))}; got {value!r}")
@@ -324,51 +309,6 @@ def _check_choice(field: str, value, allowed: Sequence) -> None:
 def _check_positive(field: str, value) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{field} must be a positive number; got {value!r}")
-
-
-class TDLChannel(_SionnaModelChannel):
-    """3GPP TR 38.901 tapped-delay-line channel (``sionna.phy.channel.tr38901.TDL``) over OFDM.
-
-    Args:
-        model: ``"A"``..``"E"`` (A-C NLoS, D-E LoS).
-        delay_spread: RMS delay spread in seconds (e.g. 100e-9 "nominal", 300e-9 "long").
-        carrier_frequency: Hz (sets the Doppler for a speed).
-        min_speed, max_speed: UT speed range in m/s (uniform per link; ``max_speed=None`` -> ``min_speed``).
-            The channel evolves over the slot's OFDM symbols; 0 = static within a slot.
-        resource_grid, channel_estimation, equalizer, interpolation: see :class:`OFDMChannel`.
-        normalize_per_slot: force unit energy per slot (removes slot-level fading), default off.
-    """
-
-    def __init__(
-        self,
-        model: str = "A",
-        delay_spread: float = 100e-9,
-        carrier_frequency: float = 3.5e9,
-        min_speed: float = 0.0,
-        max_speed: float | None = None,
-        resource_grid=None,
-        channel_estimation: str = "perfect",
-        equalizer: str = "zf",
-        interpolation: str = "lin",
-        normalize_per_slot: bool = False,
-    ):
-        from sionna.phy.channel.tr38901 import TDL
-
-        _check_choice("model", model, TDL_MODELS)
-        _check_positive("delay_spread", delay_spread)
-        _check_positive("carrier_frequency", carrier_frequency)
-        if min_speed < 0 or (max_speed is not None and max_speed < min_speed):
-            raise ValueError(f"speed must satisfy 0 <= min_speed <= max_speed; got {min_speed}, {max_speed}")
-        self.model = model
-        tdl = TDL(model, delay_spread=delay_spread, carrier_frequency=carrier_frequency, min_speed=min_speed, max_speed=max_speed)
-        super().__init__(
-            tdl,
-            normalize_per_slot=normalize_per_slot,
-            resource_grid=resource_grid,
-            channel_estimation=channel_estimation,
-            equalizer=equalizer,
-            interpolation=interpolation,
-        )
 
 
 def single_antenna(carrier_frequency: float):
@@ -385,22 +325,29 @@ def single_antenna(carrier_frequency: float):
     )
 
 
-class CDLChannel(_SionnaModelChannel):
-    """3GPP TR 38.901 clustered-delay-line channel (``sionna.phy.channel.tr38901.CDL``) over OFDM,
-    downlink, one omnidirectional antenna at the BS and at each UE.
+class DelayLineChannel(OFDMChannel):
+    """3GPP TR 38.901 delay-line channel over OFDM: ``family`` ``"tdl"`` (tapped delay line,
+    ``sionna.phy.channel.tr38901.TDL``) or ``"cdl"`` (clustered delay line, ``...CDL``: downlink, one
+    omnidirectional antenna at the BS and at each UE). One Sionna ``ChannelModel`` per link gives the
+    frequency response of every slot (``GenerateOFDMChannel``).
 
     Args:
+        family: ``"tdl"`` or ``"cdl"``.
         model: ``"A"``..``"E"`` (A-C NLoS, D-E LoS).
-        delay_spread: RMS delay spread in seconds.
-        carrier_frequency: Hz.
-        min_speed, max_speed: UT speed range in m/s (``max_speed=None`` -> ``min_speed``).
-        resource_grid, channel_estimation, equalizer, interpolation, normalize_per_slot: see
-            :class:`TDLChannel`.
+        delay_spread: RMS delay spread in seconds (e.g. 100e-9 "nominal", 300e-9 "long").
+        carrier_frequency: Hz (sets the Doppler for a speed).
+        min_speed, max_speed: UT speed range in m/s (uniform per link; ``max_speed=None`` -> ``min_speed``).
+            The channel evolves over the slot's OFDM symbols; 0 = static within a slot.
+        resource_grid, channel_estimation, equalizer, interpolation: see :class:`OFDMChannel`.
+        normalize_per_slot: force unit energy per slot (removes slot-level fading), default off.
     """
+
+    FAMILIES = {"tdl": TDL_MODELS, "cdl": CDL_MODELS}
 
     def __init__(
         self,
-        model: str = "C",
+        family: str,
+        model: str,
         delay_spread: float = 100e-9,
         carrier_frequency: float = 3.5e9,
         min_speed: float = 0.0,
@@ -411,31 +358,44 @@ class CDLChannel(_SionnaModelChannel):
         interpolation: str = "lin",
         normalize_per_slot: bool = False,
     ):
-        from sionna.phy.channel.tr38901 import CDL
+        from sionna.phy.channel import GenerateOFDMChannel
+        from sionna.phy.channel.tr38901 import CDL, TDL
 
-        _check_choice("model", model, CDL_MODELS)
+        _check_choice("family", family, tuple(self.FAMILIES))
+        _check_choice("model", model, self.FAMILIES[family])
         _check_positive("delay_spread", delay_spread)
         _check_positive("carrier_frequency", carrier_frequency)
-        max_speed = min_speed if max_speed is None else max_speed
-        if min_speed < 0 or max_speed < min_speed:
+        if min_speed < 0 or (max_speed is not None and max_speed < min_speed):
             raise ValueError(f"speed must satisfy 0 <= min_speed <= max_speed; got {min_speed}, {max_speed}")
-        self.model = model
-        antenna = single_antenna(carrier_frequency)
-        cdl = CDL(
-            model,
-            delay_spread=delay_spread,
-            carrier_frequency=carrier_frequency,
-            ut_array=antenna,
-            bs_array=single_antenna(carrier_frequency),
-            direction="downlink",
-            min_speed=min_speed,
-            max_speed=max_speed,
-        )
-        super().__init__(
-            cdl,
-            normalize_per_slot=normalize_per_slot,
-            resource_grid=resource_grid,
-            channel_estimation=channel_estimation,
-            equalizer=equalizer,
-            interpolation=interpolation,
-        )
+        super().__init__(resource_grid=resource_grid, channel_estimation=channel_estimation, equalizer=equalizer,
+                         interpolation=interpolation)
+        self.family, self.model = family, model
+        if family == "tdl":
+            self.channel_model = TDL(model, delay_spread=delay_spread, carrier_frequency=carrier_frequency,
+                                     min_speed=min_speed, max_speed=max_speed)
+        else:
+            self.channel_model = CDL(model, delay_spread=delay_spread, carrier_frequency=carrier_frequency,
+                                     ut_array=single_antenna(carrier_frequency), bs_array=single_antenna(carrier_frequency),
+                                     direction="downlink", min_speed=min_speed,
+                                     max_speed=min_speed if max_speed is None else max_speed)
+        self.normalize_per_slot = bool(normalize_per_slot)
+        self.generate = GenerateOFDMChannel(self.channel_model, self.resource_grid,
+                                            normalize_channel=self.normalize_per_slot)
+
+    def draw_frequency_response(self, num_realisations, num_users):
+        h = self.generate(num_realisations * num_users)  # [n*U, 1, 1, 1, 1, T, F]
+        return h.reshape(num_realisations, num_users, *h.shape[-2:]).to(torch.complex64)
+
+
+class TDLChannel(DelayLineChannel):
+    """:class:`DelayLineChannel` of the TDL family (default model A)."""
+
+    def __init__(self, model: str = "A", *args, **kwargs):
+        super().__init__("tdl", model, *args, **kwargs)
+
+
+class CDLChannel(DelayLineChannel):
+    """:class:`DelayLineChannel` of the CDL family (default model C)."""
+
+    def __init__(self, model: str = "C", *args, **kwargs):
+        super().__init__("cdl", model, *args, **kwargs)

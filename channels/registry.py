@@ -31,11 +31,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the blocks import torch (and Sionna) when built, so reading a scenario does not
     from torch import nn
 
-__all__ = ["CHANNEL_NAMES", "make_channel", "channel_parameters", "channel_throughput"]
+__all__ = ["CHANNEL_NAMES", "DROP_STREAM", "make_channel", "channel_parameters", "channel_throughput"]
 
 TDL_CDL_MODELS = ("A", "B", "C", "D", "E")
 CHANNEL_ESTIMATIONS = ("perfect", "ls")
 INTERPOLATIONS = ("nn", "lin", "lin_time_avg")
+#: :func:`channels.randomness.user_generators` stream of a user drop (UMi/UMa, and placement ``drop``
+#: of the simulator): one id, so both give the same drop for a seed.
+DROP_STREAM = 17
 
 
 def _number(field: str, value, minimum: float | None = None, strict: bool = False, integer: bool = False):
@@ -181,7 +184,7 @@ def _urban(scenario: str):
         max_speed = _number("max_speed", max_speed, minimum=0.0)
         calibration_slots = _number("calibration_slots", calibration_slots, minimum=1, integer=True)
         options = _ofdm_options(channel_estimation, equalizer, interpolation, num_ofdm_symbols, fft_size, subcarrier_spacing, pilot_ofdm_symbol_indices)
-        drop_stream, calibration_stream = user_generators(seed, 2, stream_id=17)
+        drop_stream, calibration_stream = user_generators(seed, 2, stream_id=DROP_STREAM)
         drop = drop_users(
             scenario,
             num_users,

@@ -1,12 +1,17 @@
 """Receiver loss of this project's bit-level digital chain against Sionna's PHY-abstraction tables.
 
     python scripts/calibrate_digital.py [--table 1] [--block-bits 1024] [--blocks 400] [--target-bler 0.1]
+    python scripts/calibrate_digital.py --at-snr -5 --block-bits 32 40 48 56 64 72 80 88 [--blocks 4000]
 
 For every MCS of the 38.214 table, the SNR at which the bit-level chain (5G LDPC, boxplus-phi, 20
 iterations, APP demapping, AWGN) reaches the target BLER with code blocks of ``--block-bits``
 information bits (CRC included) is found in 0.1 dB steps from the tables' threshold (up or down);
 the difference is that MCS's receiver loss in dB at that block size. Prints the mapping to paste
-into ``channels/digital.py`` (``RECEIVER_LOSS_DB``). 5-15 minutes on 2 cores.
+into ``channels/link_adaptation.py`` (``RECEIVER_LOSS_DB``). 5-15 minutes on 2 cores.
+
+``--at-snr SNR``: the top of the waterfall instead, for the lowest MCS only (the one the chain uses
+below every threshold, where ARQ decides how many payloads arrive): per block size, the shift of the
+tables that gives the bit-level chain's BLER at ``SNR`` dB. A few minutes for 8 sizes.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from channels.digital import CRC_BITS, DEFAULT_CODE_BLOCK_BITS, DigitalChain, mcs_table, tables_required_snr_db  # noqa: E402
+from channels.digital import DigitalChain  # noqa: E402
+from channels.link_adaptation import (CRC_BITS, DEFAULT_CODE_BLOCK_BITS, code_block_bler, mcs_table,  # noqa: E402
+                                      tables_required_snr_db)
 from channels.flat import AWGNChannel  # noqa: E402
 from channels.randomness import user_generators  # noqa: E402
 
@@ -48,13 +55,31 @@ def receiver_loss(chain: DigitalChain, threshold_db: float, block_bits: int, blo
     return offset
 
 
+def loss_at_snr(mcs, bler: float, snr_db: float, block_bits: int) -> float:
+    """The shift ``d`` (dB, within +-3) at which the tables' BLER at ``snr_db - d`` equals ``bler``
+    (the receiver loss the abstraction needs there), by bisection on the monotone BLER curve."""
+    def tables(offset: float) -> float:
+        sinr = torch.tensor([10.0 ** ((snr_db - offset) / 10.0)])
+        return float(code_block_bler(mcs, sinr, block_bits, receiver_loss=False)[0])
+
+    low, high = -3.0, 3.0  # tables(low) < bler < tables(high): BLER grows with the shift
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if tables(middle) < bler else (low, middle)
+    return round((low + high) / 2, 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", type=int, default=1)
-    parser.add_argument("--block-bits", type=int, default=DEFAULT_CODE_BLOCK_BITS)
+    parser.add_argument("--block-bits", type=int, nargs="+", default=[DEFAULT_CODE_BLOCK_BITS])
+    parser.add_argument("--at-snr", type=float, default=None, help="match the lowest MCS's BLER at this SNR (dB)")
     parser.add_argument("--blocks", type=int, default=400)
     parser.add_argument("--target-bler", type=float, default=0.1)
     args = parser.parse_args()
+    if args.at_snr is not None:
+        return waterfall_top(args)
+    args.block_bits = args.block_bits[0]
     losses = {}
     for mcs in mcs_table(args.table):
         chain = DigitalChain.from_mcs(mcs)
@@ -63,6 +88,20 @@ def main() -> int:
         print(f"MCS {mcs.index:2d} ({2 ** mcs.modulation_order}-QAM, r={mcs.code_rate:.3f}): tables {threshold:+.1f} dB, "
               f"bit level {losses[mcs.index]:+.1f} dB", flush=True)
     print(f"RECEIVER_LOSS_DB[{args.table}][{args.block_bits}] = {losses}")
+    return 0
+
+
+def waterfall_top(args) -> int:
+    """``--at-snr``: per block size, the lowest MCS's loss matching the bit-level BLER at that SNR."""
+    mcs = mcs_table(args.table)[0]
+    chain = DigitalChain.from_mcs(mcs)
+    losses = {}
+    for block_bits in args.block_bits:
+        bler = bit_level_bler(chain, args.at_snr, block_bits, args.blocks, seed=block_bits)
+        losses[block_bits] = loss_at_snr(mcs, bler, args.at_snr, block_bits)
+        print(f"MCS {mcs.index} at {args.at_snr:+.1f} dB, {block_bits}-bit blocks: bit-level BLER {bler:.4f}, "
+              f"loss {losses[block_bits]:+.2f} dB", flush=True)
+    print(f"MCS {mcs.index}: {losses}")
     return 0
 
 

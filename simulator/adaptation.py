@@ -139,7 +139,7 @@ class RateTable:
         return self.rates[index]
 
     def save(self, path: str | Path) -> None:
-        from simulator.results import atomic_write_bytes
+        from simulator.files import atomic_write_bytes
 
         payload = {"snr_db": self.snr_db, "rates": self.rates, "recovery": self.recovery, "source": self.source}
         atomic_write_bytes(Path(path), (json.dumps(payload, indent=1) + "\n").encode())

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import torch
 
+from simulator.assets import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
+from simulator.assets import SHIPPED_DATA_PRESET, default_eval_clevr_dir
 from simulator.errors import UserError
-from simulator.scenario import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
-from simulator.scenario import SHIPPED_DATA_PRESET, eval_set_dir
+from simulator.links import semantic_channel
 
-__all__ = ["ensure_eval_set", "EvalSample", "load_eval_samples", "evaluate", "transmit", "DEFAULT_CHECKPOINT", "EVAL_DATA_SEED", "default_checkpoint"]
-
-# Test data is generated with a seed that training never uses.
-EVAL_DATA_SEED = 12345
+__all__ = ["EvalSample", "load_eval_samples", "evaluate", "transmit", "DEFAULT_CHECKPOINT", "default_checkpoint"]
 
 
 def default_checkpoint() -> Path:
@@ -41,49 +39,6 @@ class EvalSample:
     input_text: str | None
     references: list[str]
     image: torch.Tensor | None = None
-
-
-def default_eval_clevr_dir(num_images: int = 300, preset: str = SHIPPED_DATA_PRESET) -> Path:
-    """A CLEVR-like test set of ``preset`` generated with :data:`EVAL_DATA_SEED` into the user cache (made once)."""
-    root = eval_set_dir(preset, EVAL_DATA_SEED, num_images)
-    ensure_eval_set(root, EVAL_DATA_SEED, num_images, preset=preset)
-    return root
-
-
-def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = True, preset: str = "clevr") -> None:
-    """Generate a test-only CLEVR-like set of ``preset`` into ``root`` unless it is there already.
-
-    Safe when several processes ask at once (sweep workers on a fresh machine): each writes a
-    private temporary folder and renames it into place; the first rename wins and the others
-    discard theirs, so a reader never sees a half-written set. A partial folder in our own cache
-    (``own_cache``) is replaced; a user's folder (``data.cache_dir``) is filled in place.
-    """
-    import os
-    import shutil
-    import uuid
-
-    from simulator.data.clevr_generator import GeneratorConfig, generate_clevr
-
-    marker = root / "questions" / "CLEVR_test_questions.json"
-    if marker.is_file():
-        return
-    config = GeneratorConfig.from_preset(preset, num_images, seed=seed, split_fractions=(0.0, 0.0, 1.0))
-    if root.exists() and not own_cache:
-        generate_clevr(root, config)
-        return
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.with_name(f".{root.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        generate_clevr(tmp, config, overwrite=True)
-        if root.exists() and not marker.is_file():
-            shutil.rmtree(root, ignore_errors=True)  # a partial set left by an older version or a kill
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not marker.is_file():  # not another process's complete set: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None = None, split: str = "test",
@@ -115,27 +70,6 @@ def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None =
     raise UserError(f"unknown task {task!r}; tasks are vqa, caption, classify")
 
 
-def _channel(name: str, symbols_per_token: int):
-    from channels.flat import AWGNChannel, RayleighBlockFadingChannel
-
-    if name == "awgn":
-        return AWGNChannel(equalizer="mmse")
-    if name == "rayleigh":
-        return RayleighBlockFadingChannel(coherence_symbols=symbols_per_token, equalizer="mmse")
-    raise UserError(f"unknown channel {name!r}; channels are awgn, rayleigh")
-
-
-def _score(task: str, predictions: list[str], samples: list[EvalSample]) -> dict[str, float]:
-    from simulator.data import metrics
-
-    if task == "vqa":
-        return {"accuracy": metrics.vqa_accuracy(predictions, [s.references[0] for s in samples])}
-    if task == "classify":
-        return {"accuracy": metrics.classification_accuracy(predictions, [s.references[0] for s in samples])}
-    references = [s.references for s in samples]
-    return {"bleu": metrics.caption_bleu4(predictions, references), "rouge_l": metrics.caption_rouge_l(predictions, references)}
-
-
 @torch.inference_mode()
 def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[float], seed: int = 0,
              batch_size: int = 32, rate: int | None = None) -> list[dict]:
@@ -149,6 +83,7 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     ``num_samples``, ``symbols_per_sample`` (mean complex channel uses per sample).
     """
     from channels.conventions import snr_db_to_no
+    from simulator.data.metrics import task_score
     from simulator.models.transceiver import Receiver
 
     if not samples:
@@ -156,16 +91,20 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     if rate is not None and rate not in model.config.rates:
         raise UserError(f"--rate {rate}: the codec serves {', '.join(map(str, model.config.rates))} symbols per token")
     task = samples[0].task
+    references = [s.references for s in samples]
     receiver = Receiver.from_model(model)
     c = model.config.channel_symbols_per_token
     sent = transmit(model, samples, batch_size)
     if rate is not None:
         sent = [_at_rate(model, t, rate) for t in sent]
     bs_texts = [text for t in sent for text in model.decode_text(t.tokens, t.token_mask)]
-    bs_scores = {f"{k}_bs": v for k, v in _score(task, bs_texts, samples).items()}
+    bs_scores = {f"{k}_bs": v for k, v in task_score(task, bs_texts, references, rouge=True).items()}
     symbols = float(sum(int(t.token_mask.sum()) for t in sent)) * (rate or c) / len(samples)
     rows = []
-    block = _channel(channel, c)
+    try:
+        block = semantic_channel(channel, coherence_symbols=c)  # one fade per token
+    except ValueError as err:
+        raise UserError(str(err)) from None
     for snr_db in snr_db_list:
         generator = torch.Generator().manual_seed(seed)
         texts = []
@@ -180,31 +119,20 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
             texts += receiver(received, t.token_mask, rates)[1]
         noise_free = math.isinf(snr_db)
         rows.append({"task": task, "channel": "none" if noise_free else channel, "snr_db": None if noise_free else snr_db,
-                     **_score(task, texts, samples), **bs_scores, "num_samples": len(samples),
+                     **task_score(task, texts, references, rouge=True), **bs_scores, "num_samples": len(samples),
                      "symbols_per_sample": symbols})
     return rows
 
 
 @torch.inference_mode()
 def transmit(model, samples: list[EvalSample], batch_size: int = 32) -> list:
-    """The BS's side for ``samples`` (any mix of tasks), ``batch_size`` at a time: rendered prompts and
-    images in ``[-1, 1]`` (zeros for text tasks) through the Transmitter; one Transmission per batch."""
-    from simulator.data.templates import render_prompt
+    """The BS's side for ``samples`` (any mix of tasks), ``batch_size`` at a time through
+    :meth:`~simulator.models.transceiver.Transmitter.send`; one Transmission per batch."""
     from simulator.models.transceiver import Transmitter
 
     transmitter = Transmitter(model)
-    image_size = int(model.vision.config.image_size)
-    sent = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start:start + batch_size]
-        prompts = [render_prompt(s.task, s.input_text, "", model.config.instructions.get(s.task)) for s in chunk]
-        pixel_values = has_image = None
-        if any(s.image is not None for s in chunk):
-            pixel_values = torch.stack([_resize(s.image, image_size) if s.image is not None
-                                        else torch.zeros(3, image_size, image_size) for s in chunk]) * 2 - 1
-            has_image = torch.tensor([s.image is not None for s in chunk])
-        sent.append(transmitter(prompts, pixel_values, has_image))
-    return sent
+    return [transmitter.send([(s.task, s.input_text, s.image) for s in samples[start:start + batch_size]])
+            for start in range(0, len(samples), batch_size)]
 
 
 def _at_rate(model, sent, rate: int):
@@ -214,10 +142,3 @@ def _at_rate(model, sent, rate: int):
     rates = torch.full(sent.token_mask.shape, rate, device=sent.hidden.device)
     symbols = model.channel_encoder(sent.hidden, rates) * sent.token_mask.unsqueeze(-1)
     return replace(sent, symbols=symbols)
-
-
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    if image.shape[-1] == size and image.shape[-2] == size:
-        return image
-    return torch.nn.functional.interpolate(image.unsqueeze(0), size=(size, size), mode="bilinear",
-                                           align_corners=False).squeeze(0)

@@ -20,21 +20,18 @@ payload (file / UTF-8 bytes) and ``symbols_private`` the coded channel uses at t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.files import atomic_write_bytes, atomic_write_yaml, create_folder
+from simulator.provenance import process_record
 
-__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirectory", "checkpoint_hash", "code_versions",
-           "atomic_write_bytes"]
+__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirectory", "metrics_frame"]
 
 #: Columns identifying a row.
 KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "tx_power_dbm", "num_users",
@@ -75,14 +72,10 @@ COLUMNS = KEY_COLUMNS + METRIC_COLUMNS
 
 def _score(kind: str, predictions: list[str], references: list[tuple[str, ...]]) -> tuple[float, float]:
     """``(accuracy, bleu4)`` of one task kind (the other one NaN)."""
-    from simulator.data import metrics
+    from simulator.data.metrics import task_score
 
-    if kind == "caption":
-        return math.nan, metrics.caption_bleu4(predictions, [list(r) for r in references])
-    first = [r[0] for r in references]
-    if kind == "classify":
-        return metrics.classification_accuracy(predictions, first), math.nan
-    return metrics.vqa_accuracy(predictions, first), math.nan
+    score = task_score(kind, predictions, references)
+    return score.get("accuracy", math.nan), score.get("bleu", math.nan)
 
 
 def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> list[dict]:
@@ -164,17 +157,7 @@ def _symbols_per_token(records, tokens: int) -> float:
 
 
 # ---- files -------------------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a synced temporary file and ``os.replace``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _frame(rows: list[dict]):
+def metrics_frame(rows: list[dict]):
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -185,43 +168,6 @@ def _frame(rows: list[dict]):
                    "symbols_no_sharing", "overhead_bits", "bits_per_real"):
         frame[column] = frame[column].astype("int64")
     return frame
-
-
-def checkpoint_hash(directory: str | Path) -> str:
-    """SHA-256 over the checkpoint's ``config.json`` and ``model.safetensors`` (hex)."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        path = Path(directory) / name
-        digest.update(name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
-
-
-def code_versions() -> dict:
-    """Versions of Python and the libraries behind the numbers."""
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for package in ("m4sc-simulator", "torch", "sionna-no-rt", "transformers", "peft", "torchao", "simpy", "numpy", "pandas",
-                    "pyarrow"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 class RunDirectory:
@@ -249,20 +195,11 @@ class RunDirectory:
 
     def start(self, resolved_config: dict, manifest: dict) -> None:
         """Create the folder; write ``config.yaml`` and a ``running`` manifest."""
-        import yaml
-
         self.check_free()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"--out: cannot create {self.path}: {err.strerror}") from None
-        text = yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True)
-        atomic_write_bytes(self.path / self.CONFIG, text.encode("utf-8"))
+        create_folder(self.path)
+        atomic_write_yaml(self.path / self.CONFIG, resolved_config)
         self.manifest = {"status": "running", "started_unix": round(self._started, 3), **manifest,
-                         "points_done": 0, "rows": 0, "git_commit": _git_commit(), "versions": code_versions(),
-                         "platform": platform.platform(),
-                         # a "running" manifest whose process is gone was killed (kill -9, power loss)
-                         "host": platform.node(), "pid": os.getpid()}
+                         "points_done": 0, "rows": 0, **process_record()}
         self._write_manifest()
 
     def add_rows(self, rows: list[dict]) -> None:
@@ -271,7 +208,7 @@ class RunDirectory:
 
         self.rows.extend(rows)
         buffer = io.BytesIO()
-        _frame(self.rows).to_parquet(buffer, index=False)
+        metrics_frame(self.rows).to_parquet(buffer, index=False)
         atomic_write_bytes(self.path / self.METRICS, buffer.getvalue())
         self.manifest["points_done"] = self.manifest.get("points_done", 0) + 1
         self.manifest["rows"] = len(self.rows)
@@ -291,7 +228,7 @@ class RunDirectory:
 
     def frame(self):
         """The rows so far as a DataFrame (columns :data:`COLUMNS`)."""
-        return _frame(self.rows)
+        return metrics_frame(self.rows)
 
     def _write_manifest(self) -> None:
         text = json.dumps(self.manifest, indent=2, sort_keys=False, default=str) + "\n"
@@ -302,5 +239,5 @@ def _empty_parquet() -> bytes:
     import io
 
     buffer = io.BytesIO()
-    _frame([]).to_parquet(buffer, index=False)
+    metrics_frame([]).to_parquet(buffer, index=False)
     return buffer.getvalue()

@@ -13,7 +13,7 @@ __all__ = ["RunSetup", "checkpoint_dir", "baseline_folder", "load_baseline", "ch
 
 def checkpoint_dir(value: str | None) -> Path:
     from simulator.errors import UserError
-    from simulator.scenario import SHIPPED_CHECKPOINT
+    from simulator.assets import SHIPPED_CHECKPOINT
 
     if value is None:
         if not (SHIPPED_CHECKPOINT / "config.json").is_file():
@@ -31,7 +31,7 @@ def checkpoint_dir(value: str | None) -> Path:
 def baseline_folder(kind: str, folder: str | None) -> Path:
     """The folder of a baseline checkpoint (``kind`` deepsc / deepsc_vqa; None: the shipped one);
     UserError naming the field when it holds no checkpoint."""
-    from simulator.baselines.systems import SHIPPED_BASELINES
+    from simulator.assets import SHIPPED_BASELINES
     from simulator.errors import UserError
 
     path = Path(folder).expanduser() if folder else SHIPPED_BASELINES[kind]
@@ -125,7 +125,7 @@ class RunSetup:
 
     def _build_phy(self) -> None:
         from channels.allocation import SlotGrid
-        from simulator.engine import build_channel
+        from simulator.links import build_channel
         from simulator.errors import UserError
 
         scenario = self.scenario
@@ -145,7 +145,7 @@ class RunSetup:
             raise UserError(message if message.startswith("data") else f"data: {message}") from None
 
     def _read_tasks(self) -> None:
-        from simulator.engine import TaskPool, resolve_clevr_dir
+        from simulator.workload import TaskPool, resolve_clevr_dir
 
         scenario = self.scenario
         kinds = scenario.traffic.active_tasks()
@@ -168,7 +168,8 @@ class RunSetup:
     def _build_systems(self, device) -> None:
         from simulator.engine import SweepRunner
         from simulator.errors import UserError
-        from simulator.systems import SystemContext, build_system
+        from simulator.interface import SystemContext
+        from simulator.systems import build_system
 
         context = SystemContext(self.scenario, self.codec, self.pool.load_image, self.max_new_tokens, device,
                                 image_dir=self.pool.image_dir, symbols_per_token=self.symbols_per_token,
@@ -211,7 +212,7 @@ class RunSetup:
         return data.preset if data.clevr_dir is None else data_preset(Path(data.clevr_dir).expanduser())
 
     def manifest(self) -> dict:
-        from simulator.results import checkpoint_hash
+        from simulator.provenance import checkpoint_hash
 
         info = {
             "scenario": self.name,

@@ -32,7 +32,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from simulator.assets import SHIPPED_DATA_PRESET
 from simulator.config_io import StrictModel
+from simulator.limits import (MAX_SEED, MAX_TASKS_PER_POINT, SNR_RANGE_DB, TX_POWER_RANGE_DBM, check_workload_size,
+                              in_range)
 
 __all__ = [
     "Scenario",
@@ -52,9 +55,6 @@ __all__ = [
     "TASKS",
     "CHANNEL_NAMES",
     "SYSTEM_NAMES",
-    "SHIPPED_CHECKPOINT",
-    "SHIPPED_DATA_PRESET",
-    "eval_set_dir",
     "load_scenario",
 ]
 
@@ -66,62 +66,8 @@ CHANNEL_NAMES = ("awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma")
 SYSTEM_NAMES = ("m4sc", "deepsc", "deepsc_vqa", "digital_source", "digital_answer")
 #: Parameters the scenario sets itself for the UMi/UMa channels (from ``seed`` and ``placement``).
 _MANAGED_CHANNEL_PARAMS = ("num_users", "seed", "carrier_frequency", "max_speed")
-#: The trained tiny checkpoint that ships with the package (put there by training).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "m4sc_tiny"
-# The data preset (simulator.data.clevr_generator.PRESETS) the shipped codecs were trained on: what
-# generated eval sets default to, so a scenario scores a codec on the statistics it learnt.
-SHIPPED_DATA_PRESET = "clevr_small"
-
-
-def eval_set_dir(preset: str, seed: int, num_images: int) -> Path:
-    """Where a generated eval set lives in the user cache: ``~/.cache/m4sc/clevr-eval-[<preset>-]<seed>-<N>``
-    (the ``clevr`` preset keeps the name sets had before presets existed)."""
-    name = f"{seed}-{num_images}" if preset == "clevr" else f"{preset}-{seed}-{num_images}"
-    return Path.home() / ".cache" / "m4sc" / f"clevr-eval-{name}"
-
 
 _Strict = StrictModel
-
-
-#: Ranges of the swept values: beyond them a number is a typo, not a scenario.
-SNR_RANGE_DB = (-60.0, 100.0)
-TX_POWER_RANGE_DBM = (-50.0, 80.0)
-MAX_SEED = 2**32 - 1
-
-
-def _in_range(value: float, what: str, low: float, high: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number")
-    if not low <= value <= high:
-        raise ValueError(f"{what} must be in [{low:g}, {high:g}], got {value:g}")
-    return value
-
-
-#: Size limits of one run (README, "Limits"). The engine holds a point's tasks, records and
-#: per-user channel state in memory, so a larger workload is refused before anything is built or
-#: written, with this estimate: memory ~ _BASE_MEMORY_GB + tasks x _MEMORY_PER_TASK_KB. Measured
-#: on the 2-core CPU (peak RSS, vqa_8users at one SNR): 1024 users x 48 rounds (49,152 tasks, M4SC
-#: sharing off and on) 1.85 GB in 75 s, all four systems 2.42 GB in 12 min; 1024 x 2 (2,048) 0.80 GB.
-MAX_USERS = 1024
-MAX_TASKS_PER_POINT = 50_000
-_BASE_MEMORY_GB = 1.2
-_MEMORY_PER_TASK_KB = 25.0
-
-
-def workload_memory_gb(tasks_per_point: int) -> float:
-    """Estimated peak memory of a run serving ``tasks_per_point`` tasks per point, GB."""
-    return _BASE_MEMORY_GB + tasks_per_point * _MEMORY_PER_TASK_KB / 1e6
-
-
-def check_workload_size(num_users: int, tasks_per_point: int, mode: str) -> None:
-    """ValueError (one line, with the estimate) when the workload is beyond the documented limits."""
-    what = "num_users x traffic.rounds" if mode == "snapshot" else \
-        "num_users x traffic.arrival_rate_hz x traffic.duration_s"
-    if num_users > MAX_USERS or tasks_per_point > MAX_TASKS_PER_POINT:
-        raise ValueError(
-            f"workload too large: {num_users:,} users, {what} = {tasks_per_point:,} tasks per point "
-            f"(~{workload_memory_gb(tasks_per_point):,.1f} GB estimated); the limits are {MAX_USERS:,} users and "
-            f"{MAX_TASKS_PER_POINT:,} tasks per point (README, Limits)")
 
 
 class ModelSection(_Strict):
@@ -207,7 +153,7 @@ class PlacementSection(_Strict):
     @field_validator("tx_power_dbm")
     @classmethod
     def _finite_powers(cls, values: list[float]) -> list[float]:
-        return [_in_range(v, "tx_power_dbm", *TX_POWER_RANGE_DBM) for v in values]
+        return [in_range(v, "tx_power_dbm", *TX_POWER_RANGE_DBM) for v in values]
 
 
 class ChannelSection(_Strict):
@@ -281,7 +227,7 @@ class AccountingSection(_Strict):
 
 
 class BaselineSection(_Strict):
-    """Settings of the baseline systems (:mod:`simulator.baselines.systems`)."""
+    """Settings of the baseline systems (:mod:`simulator.systems.semantic`, :mod:`simulator.systems.digital`)."""
 
     deepsc_checkpoint: str | None = Field(default=None, description="DeepSC folder; None: the shipped deepsc_tiny")
     deepsc_vqa_checkpoint: str | None = Field(
@@ -403,7 +349,7 @@ class Scenario(_Strict):
     @field_validator("snr_db")
     @classmethod
     def _finite_snr(cls, values: list[float] | None) -> list[float] | None:
-        return None if values is None else [_in_range(v, "SNR (dB)", *SNR_RANGE_DB) for v in values]
+        return None if values is None else [in_range(v, "SNR (dB)", *SNR_RANGE_DB) for v in values]
 
     @field_validator("systems")
     @classmethod

@@ -5,16 +5,16 @@ IEEE JSAC 2022). See ``simulator/baselines/README.md``.
 Training and evaluation live in :mod:`simulator.baselines.train` (imported on demand).
 """
 
-from simulator.baselines.deepsc import (
-    BaselineCheckpointError,
-    DeepSC,
-    DeepSCConfig,
-    SemanticTransmission,
-    load_deepsc,
-    pass_through_channel,
-    save_deepsc,
+from simulator.baselines.blocks import SemanticTransmission, pass_through_channel
+from simulator.baselines.deepsc import DeepSC, DeepSCConfig, load_deepsc, save_deepsc
+from simulator.baselines.deepsc_vqa import (
+    DeepSCVQA,
+    DeepSCVQAConfig,
+    VQATransmission,
+    load_deepsc_vqa,
+    save_deepsc_vqa,
 )
-from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig, VQATransmission, load_deepsc_vqa, save_deepsc_vqa
+from simulator.baselines.folders import BaselineCheckpointError
 
 __all__ = [
     "BaselineCheckpointError",

@@ -20,7 +20,7 @@ bits_per_real / 8). The receiver is assumed to know the question length (frame l
 
 Pretrained image encoder (``vision_encoder``): the paper's image user starts from a pretrained
 ResNet-101; here it can start from the SigLIP vision encoder an M4SC codec trained in its stage 0
-(:func:`vision_encoder_from_codec`, :meth:`DeepSCVQA.copy_vision_from`), so both systems see images
+(:func:`simulator.baselines.image_user.vision_encoder_from_codec`, :meth:`DeepSCVQA.copy_vision_from`), so both systems see images
 through the same pretrained encoder. Its last hidden states are mapped by a linear layer to ``d``
 and given a learned embedding of their patch position, then go through the same transformer and
 channel encoder as the CNN's tokens. ``tokens="patches"`` sends every patch; ``tokens="objects"``
@@ -35,91 +35,28 @@ alone (0 image symbols). It measures the question-only level the image user has 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from simulator.baselines.deepsc import (
-    DenseChannelDecoder,
-    DenseChannelEncoder,
-    SemanticTransmission,
-    SinusoidalPositionalEncoding,
-    config_from_dict,
-    encode_words,
-    load_model_folder,
-    masked_mean,
-    pass_through_channel,
-    save_model_folder,
-    transformer_encoder,
+from simulator.baselines.blocks import (DenseChannelDecoder, DenseChannelEncoder, SemanticTransmission,
+                                        SinusoidalPositionalEncoding, WordModel, masked_mean, pass_through_channel,
+                                        transformer_encoder)
+from simulator.baselines.folders import StoredConfig, config_from_dict, load_model_folder, save_model_folder
+from simulator.baselines.image_user import (
+    CONV_DOWNSAMPLING,
+    ImageSemanticEncoder,
+    PretrainedImageEncoder,
+    VisionEncoderConfig,
 )
-from simulator.errors import UserError
 
-__all__ = ["DeepSCVQAConfig", "VisionEncoderConfig", "DeepSCVQA", "VQATransmission", "VQAOutput",
-           "vision_encoder_from_codec", "save_deepsc_vqa", "load_deepsc_vqa"]
-
-CONV_DOWNSAMPLING = 8  # three stride-2 convolutions
-VISION_TOKENS = ("patches", "objects")
-# The transformers.SiglipVisionConfig fields that fix the encoder's architecture (and state dict).
-SIGLIP_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
-                 "image_size", "patch_size", "hidden_act", "layer_norm_eps", "attention_dropout", "vision_use_head")
-
+__all__ = ["DeepSCVQAConfig", "DeepSCVQA", "VQATransmission", "VQAOutput", "save_deepsc_vqa", "load_deepsc_vqa"]
 
 @dataclass
-class VisionEncoderConfig:
-    """The image user's pretrained feature extractor: an M4SC codec's SigLIP vision encoder.
-
-    Attributes:
-        siglip: the encoder's ``transformers.SiglipVisionConfig`` fields (:data:`SIGLIP_FIELDS`).
-        tokens: ``"patches"`` (every patch is an image token) or ``"objects"`` (the patches the
-            codec's object-centre head picks, at most ``max_objects``; empty slots are not sent).
-        max_objects: image-token slots with ``tokens="objects"``.
-        freeze: the encoder keeps the codec's weights in training (the object head always does:
-            no gradient reaches it through the top-k pick).
-        attributes: with ``tokens="objects"``, each token also gets a learned embedding of the object
-            head's attribute probabilities (as the codec's ``object_attributes``).
-        source: the codec folder the weights were copied from (provenance only).
-    """
-
-    siglip: dict
-    tokens: str = "objects"
-    max_objects: int = 10
-    freeze: bool = True
-    attributes: bool = False
-    source: str = ""
-
-    def __post_init__(self):
-        missing = [name for name in SIGLIP_FIELDS if name not in self.siglip]
-        if missing:
-            raise ValueError(f"deepsc_vqa.vision_encoder.siglip lacks {', '.join(missing)}")
-        for name in ("image_size", "patch_size"):
-            value = self.siglip[name]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"deepsc_vqa.vision_encoder.siglip.{name} must be an integer >= 1, got {value!r}")
-        if self.tokens not in VISION_TOKENS:
-            raise ValueError(f"deepsc_vqa.vision_encoder.tokens must be one of {', '.join(VISION_TOKENS)}, got {self.tokens!r}")
-        if not isinstance(self.max_objects, int) or isinstance(self.max_objects, bool) or self.max_objects < 1:
-            raise ValueError(f"deepsc_vqa.vision_encoder.max_objects must be an integer >= 1, got {self.max_objects!r}")
-        if self.attributes and self.tokens != "objects":
-            raise ValueError("deepsc_vqa.vision_encoder.attributes needs tokens: objects")
-
-    @property
-    def num_patches(self) -> int:
-        """Patches per image: ``(image_size / patch_size)^2``."""
-        return (self.siglip["image_size"] // self.siglip["patch_size"]) ** 2
-
-    @property
-    def image_tokens(self) -> int:
-        """Image-token slots: every patch, or ``max_objects``."""
-        return min(self.max_objects, self.num_patches) if self.tokens == "objects" else self.num_patches
-
-
-@dataclass
-class DeepSCVQAConfig:
+class DeepSCVQAConfig(StoredConfig):
     """Architecture of :class:`DeepSCVQA` (what ``config.json`` holds).
 
     Attributes:
@@ -138,6 +75,8 @@ class DeepSCVQAConfig:
             None: the CNN, trained from scratch.
         text_only: the text-only ablation: no image user, the answer comes from the question alone.
     """
+
+    KIND = "deepsc_vqa"
 
     vocab_size: int
     answers: tuple[str, ...]
@@ -165,11 +104,8 @@ class DeepSCVQAConfig:
             raise ValueError(f"deepsc_vqa.text_only must be true or false, got {self.text_only!r}")
         if self.text_only and self.vision_encoder is not None:
             raise ValueError("deepsc_vqa.text_only has no image user, so vision_encoder must be null")
-        for name in ("vocab_size", "image_size", "d_model", "num_heads", "ffn_dim", "num_reasoning_layers",
-                     "symbols_per_image_token", "symbols_per_word", "channel_hidden", "max_words"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"deepsc_vqa.{name} must be an integer >= 1, got {value!r}")
+        self.check_positive("vocab_size", "image_size", "d_model", "num_heads", "ffn_dim", "num_reasoning_layers",
+                            "symbols_per_image_token", "symbols_per_word", "channel_hidden", "max_words")
         for name in ("num_image_layers", "num_text_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"deepsc_vqa.{name} must be >= 0, got {getattr(self, name)}")
@@ -179,12 +115,7 @@ class DeepSCVQAConfig:
                                  f"image_size ({self.vision_encoder.siglip['image_size']})")
         elif self.image_size % CONV_DOWNSAMPLING:
             raise ValueError(f"deepsc_vqa.image_size must be a multiple of {CONV_DOWNSAMPLING}, got {self.image_size}")
-        if self.d_model % self.num_heads or self.d_model % 2:
-            raise ValueError(f"deepsc_vqa.d_model ({self.d_model}) must be even and divisible by num_heads ({self.num_heads})")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"deepsc_vqa.dropout must be in [0, 1), got {self.dropout}")
-        if len(self.answers) < 2 or len(set(self.answers)) != len(self.answers):
-            raise ValueError("deepsc_vqa.answers must be >= 2 distinct answers")
+        self.check_transformer(self.answers, "answers")
 
     @property
     def image_tokens(self) -> int:
@@ -195,15 +126,6 @@ class DeepSCVQAConfig:
         if self.vision_encoder is not None:
             return self.vision_encoder.image_tokens
         return (self.image_size // CONV_DOWNSAMPLING) ** 2
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["answers"] = list(self.answers)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DeepSCVQAConfig":
-        return config_from_dict(cls, data, "deepsc_vqa")
 
 
 @dataclass
@@ -233,86 +155,7 @@ class VQAOutput:
     transmission: VQATransmission
 
 
-class ImageSemanticEncoder(nn.Module):
-    """CNN + transformer: ``[batch, 3, S, S]`` float in [0, 1] -> ``[batch, (S/8)^2, d]`` float32."""
-
-    def __init__(self, config: DeepSCVQAConfig):
-        super().__init__()
-        d = config.d_model
-        self.convolutions = nn.Sequential(
-            nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(64, d, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(d, d, 3, stride=1, padding=1),
-        )
-        self.positions = nn.Parameter(torch.randn(config.image_tokens, d) * 0.02)
-        self.encoder = transformer_encoder(d, config.num_heads, config.ffn_dim, config.num_image_layers, config.dropout)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        grid = self.convolutions(images * 2.0 - 1.0)  # [batch, d, S/8, S/8]
-        tokens = grid.flatten(2).transpose(1, 2) + self.positions
-        return self.encoder(tokens)
-
-
-class PretrainedImageEncoder(nn.Module):
-    """SigLIP encoder (weights from an M4SC codec) + linear map to ``d`` + patch-position embedding +
-    transformer: ``[batch, 3, S, S]`` float in [0, 1] -> tokens ``[batch, K, d]`` float32 and which
-    are real ``[batch, K]`` bool (K = patches, or object slots; empty object slots are zero)."""
-
-    def __init__(self, config: DeepSCVQAConfig):
-        super().__init__()
-        from transformers import SiglipVisionConfig, SiglipVisionModel
-
-        from simulator.models.mllm import OBJECT_CLASSES
-
-        spec, d = config.vision_encoder, config.d_model
-        self.spec = spec
-        self.vision = SiglipVisionModel(SiglipVisionConfig(**spec.siglip))
-        width = int(spec.siglip["hidden_size"])
-        if spec.tokens == "objects":
-            self.object_head = nn.Linear(width, sum(OBJECT_CLASSES)).requires_grad_(False)
-        self.vision.requires_grad_(not spec.freeze)
-        self.input = nn.Linear(width, d)
-        self.positions = nn.Embedding(spec.num_patches, d)
-        nn.init.normal_(self.positions.weight, std=0.02)
-        if spec.attributes:
-            self.attributes = nn.Linear(sum(OBJECT_CLASSES), d, bias=False)
-        self.encoder = transformer_encoder(d, config.num_heads, config.ffn_dim, config.num_image_layers, config.dropout)
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """``[batch, 3, S, S]`` in [0, 1] -> SigLIP's last hidden states ``[batch, P, D]``."""
-        pixels = images * 2.0 - 1.0  # SigLIP's normalisation, as simulator.training.data.to_pixel_values
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.spec.freeze):
-            return self.vision(pixel_values=pixels).last_hidden_state
-
-    def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The codec's rule (:func:`simulator.models.mllm.detect_objects`): ``[batch, P, D]`` ->
-        ``patches [batch, K]`` int64, ``found [batch, K]`` bool."""
-        from simulator.models.mllm import detect_objects
-
-        return detect_objects(self.object_head, features, self.spec.max_objects)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(images)
-        if self.spec.tokens == "patches":
-            tokens = self.input(features) + self.positions.weight
-            real = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        else:
-            patches, real = self.detect_objects(features)
-            picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
-            tokens = self.input(picked) + self.positions(patches)
-            if self.spec.attributes:
-                from simulator.models.mllm import object_attribute_probabilities
-
-                tokens = tokens + self.attributes(object_attribute_probabilities(self.object_head, picked))
-            tokens = tokens * real.unsqueeze(-1).to(picked.dtype)
-        # An image without objects would leave its slots nothing to attend to (NaN): let them attend
-        # to each other; they are not sent.
-        attend = real | ~real.any(dim=1, keepdim=True)
-        return self.encoder(tokens, src_key_padding_mask=~attend), real
-
-
-class DeepSCVQA(nn.Module):
+class DeepSCVQA(WordModel):
     """DeepSC-VQA: image transmitter, text transmitter, fusing receiver with an answer classifier.
 
     Args:
@@ -344,17 +187,7 @@ class DeepSCVQA(nn.Module):
         self.reasoning = transformer_encoder(d, c.num_heads, c.ffn_dim, c.num_reasoning_layers, c.dropout)
         self.answer_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, len(c.answers)))
 
-    @property
-    def device(self) -> torch.device:
-        return self.word_embedding.weight.device
-
     # ---- transmitters --------------------------------------------------------------------------
-    def tokenize(self, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``ids [batch, words] int64`` and ``unit_mask [batch, words] bool`` on the model's device."""
-        if self.tokenizer is None:
-            raise ValueError("this DeepSC-VQA has no tokenizer")
-        return encode_words(self.tokenizer, questions, self.config.max_words, self.device)
-
     def copy_vision_from(self, codec: nn.Module) -> None:
         """Load the vision encoder (and object head) of an M4SC codec into the image user; the codec
         must be the one :func:`vision_encoder_from_codec` described for this model's config."""
@@ -481,40 +314,6 @@ class DeepSCVQA(nn.Module):
         return [self.config.answers[i] for i in out.logits.argmax(-1).tolist()]
 
 
-def vision_encoder_from_codec(codec: nn.Module, image_size: int, tokens: str = "objects", freeze: bool = True,
-                              source: str | Path = "", attributes: bool = False) -> VisionEncoderConfig:
-    """Describe an M4SC codec's vision encoder as DeepSC-VQA's image encoder (then
-    :meth:`DeepSCVQA.copy_vision_from` copies its weights).
-
-    Args:
-        codec: an :class:`~simulator.models.mllm.M4SCModel` (e.g. stage 0's, from
-            :func:`simulator.models.checkpoint.load_codec`).
-        image_size: the DeepSC-VQA image size; must equal the encoder's.
-        tokens: ``"patches"`` or ``"objects"`` (needs the codec's object head, ``visual_tokens=objects``).
-        freeze: keep the encoder's weights in training.
-        source: the codec folder (recorded in the config).
-        attributes: add the embedding of the object head's attribute probabilities (``tokens="objects"``).
-
-    Raises:
-        UserError: image size mismatch or no object head (one line).
-    """
-    siglip = codec.vision.config
-    where = f" in {source}" if source else ""
-    if siglip.image_size != image_size:
-        raise UserError(f"the vision encoder{where} takes {siglip.image_size} px images, but image_size is "
-                        f"{image_size}: set image_size: {siglip.image_size}")
-    if tokens not in VISION_TOKENS:
-        raise UserError(f"vision_encoder.tokens must be one of {', '.join(VISION_TOKENS)}, got {tokens!r}")
-    if tokens == "objects" and not hasattr(codec, "object_head"):
-        raise UserError(f"the codec{where} has no object head (its visual_tokens is {codec.config.visual_tokens!r}): "
-                        f"use vision_encoder.tokens: patches")
-    if attributes and tokens != "objects":
-        raise UserError("vision_encoder.attributes needs vision_encoder.tokens: objects")
-    return VisionEncoderConfig(siglip={name: getattr(siglip, name) for name in SIGLIP_FIELDS}, tokens=tokens,
-                               max_objects=int(codec.config.max_objects), freeze=freeze, attributes=attributes,
-                               source=str(source))
-
-
 def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:
     """Write a DeepSC-VQA folder: ``config.json`` + ``model.safetensors`` + tokenizer files."""
     return save_model_folder(model, model.config.to_dict(), "deepsc_vqa", directory, model.tokenizer)
@@ -522,5 +321,5 @@ def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:
 
 def load_deepsc_vqa(directory: str | Path, device: str | torch.device = "cpu") -> DeepSCVQA:
     """Build a :class:`DeepSCVQA` from a folder of :func:`save_deepsc_vqa` (eval mode; errors as
-    :func:`simulator.baselines.deepsc.load_model_folder`)."""
+    :func:`simulator.baselines.folders.load_model_folder`)."""
     return load_model_folder(directory, "deepsc_vqa", DeepSCVQAConfig, DeepSCVQA, device)

@@ -2,16 +2,14 @@
 folder), which the ``snr`` rate policy reads (:mod:`simulator.adaptation`).
 
 The BS's outputs on a calibration set (VQA answers and captions of CLEVR-like images generated with
-:data:`CALIBRATION_DATA_SEED`, a seed neither training nor the test set uses, plus the sentiment
+:data:`simulator.assets.CALIBRATION_DATA_SEED`, a seed neither training nor the test set uses, plus the sentiment
 corpus's validation sentences when it is prepared) are decoded through AWGN at every SNR of the grid
 and every rate; the table holds the share of tokens recovered.
 """
 
 from __future__ import annotations
 
-__all__ = ["add_arguments", "main", "CALIBRATION_DATA_SEED"]
-
-CALIBRATION_DATA_SEED = 24680
+__all__ = ["add_arguments", "main"]
 
 
 def add_arguments(parser) -> None:
@@ -35,10 +33,10 @@ def main(args) -> int:
     import torch
 
     from simulator.adaptation import RATE_TABLE_FILE, RateTable, recovery_probability
+    from simulator.assets import CALIBRATION_DATA_SEED, SHIPPED_DATA_PRESET, ensure_eval_set, eval_set_dir
     from simulator.errors import UserError
-    from simulator.evaluation import default_checkpoint, ensure_eval_set, load_eval_samples
+    from simulator.evaluation import default_checkpoint, load_eval_samples
     from simulator.models.checkpoint import CheckpointError, load_codec
-    from simulator.scenario import SHIPPED_DATA_PRESET, eval_set_dir
 
     low, high, step = args.snr_db
     if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(step)) or step <= 0 or high < low:

@@ -69,7 +69,7 @@ def main(args) -> int:
 
     quantize_codec(model, args.quantize)
     torch.manual_seed(args.seed)
-    from simulator.scenario import SHIPPED_DATA_PRESET
+    from simulator.assets import SHIPPED_DATA_PRESET
 
     if args.preset is not None and args.data is not None:
         raise UserError("--preset chooses the generated test set; it cannot apply to --data")

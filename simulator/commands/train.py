@@ -106,7 +106,9 @@ def _init_distributed(config) -> bool:
 def _train_baseline(args, overrides: list[str]) -> int:
     import logging
 
-    from simulator.baselines.train import load_train_config, train_baseline, write_baseline_card
+    from simulator.baselines.model_card import write_baseline_card
+    from simulator.baselines.train import train_baseline
+    from simulator.baselines.train_config import load_train_config
     from simulator.errors import UserError
     from simulator.models.checkpoint import CheckpointError
 

@@ -73,14 +73,27 @@ def load_image(path: Path, image_size: int | None = None) -> torch.Tensor:
 
 
 class _ClevrSplit(Dataset):
-    def __init__(self, root: str | Path, split: str, image_size: int | None) -> None:
+    """One split's images and the records of one annotation file (``folder/CLEVR_<split>_<name>.json``,
+    list ``name``); an item is :meth:`_item` of a record, with its image loaded."""
+
+    def __init__(self, root: str | Path, split: str, image_size: int | None, name: str, fields) -> None:
         self.root = _require_dir(Path(root), "CLEVR directory")
         self.split = split
         self.image_dir = _require_dir(self.root / "images" / split, "CLEVR image directory")
         self.image_size = image_size
+        self.path = self.root / name / f"CLEVR_{split}_{name}.json"
+        self.records = read_clevr_json(self.path, name, fields)
 
-    def _image(self, filename: str) -> torch.Tensor:
-        return load_image(self.image_dir / filename, self.image_size)
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self._item(self.records[index])
+        image = load_image(self.image_dir / item["image_filename"], self.image_size)
+        return {"task": item["task"], "image": image, **item}
+
+    def _item(self, record: dict) -> dict:
+        raise NotImplementedError
 
 
 class ClevrVQADataset(_ClevrSplit):
@@ -92,26 +105,14 @@ class ClevrVQADataset(_ClevrSplit):
     """
 
     def __init__(self, root: str | Path, split: str = "train", image_size: int | None = None) -> None:
-        super().__init__(root, split, image_size)
-        path = self.root / "questions" / f"CLEVR_{split}_questions.json"
-        self.questions = read_clevr_json(path, "questions", _QUESTION_FIELDS)
-        logger.info("CLEVR %s: %d questions from %s", split, len(self.questions), path)
+        super().__init__(root, split, image_size, "questions", _QUESTION_FIELDS)
+        self.questions = self.records
+        logger.info("CLEVR %s: %d questions from %s", split, len(self.questions), self.path)
 
-    def __len__(self) -> int:
-        return len(self.questions)
-
-    def __getitem__(self, index: int) -> dict:
-        q = self.questions[index]
-        return {
-            "task": "vqa",
-            "image": self._image(q["image_filename"]),
-            "question": q["question"],
-            "answer": q.get("answer"),
-            "question_family_index": q.get("question_family_index"),
-            "image_index": q["image_index"],
-            "image_filename": q["image_filename"],
-            "program": q.get("program"),
-        }
+    def _item(self, q: dict) -> dict:
+        return {"task": "vqa", "question": q["question"], "answer": q.get("answer"),
+                "question_family_index": q.get("question_family_index"), "image_index": q["image_index"],
+                "image_filename": q["image_filename"], "program": q.get("program")}
 
 
 class ClevrCaptionDataset(_ClevrSplit):
@@ -121,26 +122,15 @@ class ClevrCaptionDataset(_ClevrSplit):
     ``task`` = "caption"."""
 
     def __init__(self, root: str | Path, split: str = "train", image_size: int | None = None) -> None:
-        super().__init__(root, split, image_size)
-        path = self.root / "captions" / f"CLEVR_{split}_captions.json"
-        self.entries = read_clevr_json(path, "captions", _CAPTION_FIELDS)
+        super().__init__(root, split, image_size, "captions", _CAPTION_FIELDS)
+        self.entries = self.records
         for position, entry in enumerate(self.entries):
             if not entry["captions"] or not all(isinstance(c, str) for c in entry["captions"]):
-                raise UserError(f"{path}: captions[{position}] field 'captions' must be a non-empty list of strings")
+                raise UserError(f"{self.path}: captions[{position}] field 'captions' must be a non-empty list of strings")
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> dict:
-        entry = self.entries[index]
-        return {
-            "task": "caption",
-            "image": self._image(entry["image_filename"]),
-            "captions": list(entry["captions"]),
-            "caption": entry["captions"][0],
-            "image_index": entry["image_index"],
-            "image_filename": entry["image_filename"],
-        }
+    def _item(self, entry: dict) -> dict:
+        return {"task": "caption", "captions": list(entry["captions"]), "caption": entry["captions"][0],
+                "image_index": entry["image_index"], "image_filename": entry["image_filename"]}
 
 
 _IMDB_FILE = re.compile(r"^(\d+)_(\d+)\.txt$")

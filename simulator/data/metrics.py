@@ -9,6 +9,7 @@ import re
 import string
 
 __all__ = [
+    "task_score",
     "normalize_answer",
     "vqa_accuracy",
     "classification_accuracy",
@@ -104,3 +105,20 @@ def caption_rouge_l(hypotheses: list[str], references: list[list[str]]) -> float
     if not hypotheses:
         return 0.0
     return sum(rouge_l(h, r) for h, r in zip(hypotheses, references)) / len(hypotheses)
+
+
+def task_score(kind: str, predictions: list[str], references, rouge: bool = False) -> dict[str, float]:
+    """The one scorer of a task kind: ``{"accuracy"}`` for ``vqa`` (normalised exact match with the
+    first reference) and ``classify`` (label match), ``{"bleu"}`` (corpus BLEU-4, with ``"rouge_l"``
+    when ``rouge``) for ``caption``. ``references``: per prediction, the accepted outputs."""
+    if kind == "caption":
+        lists = [list(r) for r in references]
+        score = {"bleu": caption_bleu4(predictions, lists)}
+        return {**score, "rouge_l": caption_rouge_l(predictions, lists)} if rouge else score
+    first = [r[0] for r in references]
+    if kind == "classify":
+        return {"accuracy": classification_accuracy(predictions, first)}
+    if kind == "vqa":
+        return {"accuracy": vqa_accuracy(predictions, first)}
+    raise ValueError(f"unknown task kind {kind!r}")
+

@@ -15,8 +15,8 @@ from pathlib import Path
 from simulator.errors import not_a_folder
 from simulator.models.config import CodecConfig
 
-__all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "read_weights", "check_weights",
-           "read_codec_config", "FORMAT_VERSION"]
+__all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "load_tokenizer", "read_weights",
+           "check_weights", "read_codec_config", "FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -101,23 +101,27 @@ def load_codec(directory: str | Path, device: str = "cpu", inference: bool = Fal
     ``inference=True``: for simulation only, with the LoRA adapters merged into the base weights
     (:meth:`~simulator.models.mllm.M4SCModel.merge_lora`); such a model cannot be trained or saved.
     """
-    from transformers import AutoTokenizer
-
     from simulator.models.mllm import M4SCModel
 
     directory = Path(directory)
     config = read_codec_config(directory)
     if not (directory / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {directory / WEIGHTS_FILE}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot load the tokenizer in {directory}: {err}") from None
-    model = M4SCModel(config, tokenizer).to(device)
+    model = M4SCModel(config, load_tokenizer(directory)).to(device)
     load_weights(model, directory, device)
     if inference:
         model.merge_lora()
     return model.eval()
+
+
+def load_tokenizer(directory: Path, error: type[Exception] = CheckpointError):
+    """The tokenizer saved in a checkpoint folder (local files only); ``error`` with the reason if unreadable."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise error(f"cannot load the tokenizer in {directory}: {err}") from None
 
 
 def load_weights(model, directory: str | Path, device: str = "cpu") -> None:

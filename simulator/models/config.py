@@ -187,35 +187,41 @@ class CodecConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def _siglip(**sizes) -> dict:
+    """A SigLIP vision config: ``sizes`` plus what every profile shares (RGB, LayerNorm eps)."""
+    return dict(num_channels=3, layer_norm_eps=1e-6, **sizes)
+
+
+def _gemma2(**sizes) -> dict:
+    """A Gemma-2 config: ``sizes`` plus Gemma-2's logit soft-capping (final 30, attention 50)."""
+    return dict(model_type="gemma2", final_logit_softcapping=30.0, attn_logit_softcapping=50.0, **sizes)
+
+
+def _profile(name: str, vision: dict, llm: dict, symbols_per_token: int, max_new_tokens: int) -> CodecConfig:
+    """A profile of the paper's design: the KAN projector as wide as the LLM, LoRA r = 8 (alpha 16)."""
+    return CodecConfig(profile=name, vision=vision, llm=llm,
+                       projector=ProjectorSettings(kind="kan", hidden_dim=llm["hidden_size"]),
+                       lora=LoraSettings(r=8, alpha=16), channel_symbols_per_token=symbols_per_token,
+                       max_new_tokens=max_new_tokens)
+
+
 # SigLIP-so400m-patch14-384 and Gemma-2-2b, as published in their config.json files.
-_PAPER = CodecConfig(
-    profile="paper",
-    vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                image_size=384, patch_size=14, num_channels=3, layer_norm_eps=1e-6),
-    llm=dict(model_type="gemma2", vocab_size=256000, hidden_size=2304, intermediate_size=9216,
-             num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
-             max_position_embeddings=8192, sliding_window=4096, final_logit_softcapping=30.0,
-             attn_logit_softcapping=50.0, query_pre_attn_scalar=256),
-    projector=ProjectorSettings(kind="kan", hidden_dim=2304),
-    lora=LoraSettings(r=8, alpha=16),
-    channel_symbols_per_token=256,
-    max_new_tokens=32,
-)
+_PAPER = _profile(
+    "paper",
+    _siglip(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, image_size=384,
+            patch_size=14),
+    _gemma2(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+            num_key_value_heads=4, head_dim=256, max_position_embeddings=8192, sliding_window=4096,
+            query_pre_attn_scalar=256),
+    symbols_per_token=256, max_new_tokens=32)
 
 # Same classes at sizes a 2-core CPU trains in minutes. 2c = d, so an identity codec is possible.
-_TINY = CodecConfig(
-    profile="tiny",
-    vision=dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-                image_size=64, patch_size=8, num_channels=3, layer_norm_eps=1e-6),
-    llm=dict(model_type="gemma2", vocab_size=1024, hidden_size=128, intermediate_size=256,
-             num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-             max_position_embeddings=512, sliding_window=256, final_logit_softcapping=30.0,
-             attn_logit_softcapping=50.0, query_pre_attn_scalar=32),
-    projector=ProjectorSettings(kind="kan", hidden_dim=128),
-    lora=LoraSettings(r=8, alpha=16),
-    channel_symbols_per_token=64,
-    max_new_tokens=24,
-)
+_TINY = _profile(
+    "tiny",
+    _siglip(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4, image_size=64, patch_size=8),
+    _gemma2(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=32, max_position_embeddings=512, sliding_window=256, query_pre_attn_scalar=32),
+    symbols_per_token=64, max_new_tokens=24)
 
 PROFILES: dict[str, CodecConfig] = {"tiny": _TINY, "paper": _PAPER}
 

@@ -71,6 +71,30 @@ class Transmitter(nn.Module):
         symbols = symbols * generation.token_mask.unsqueeze(-1)
         return Transmission(generation.tokens, generation.token_mask, generation.hidden, symbols)
 
+    def send(self, tasks: list[tuple[str, str | None, torch.Tensor | None]], max_new_tokens: int | None = None) -> Transmission:
+        """Encode users' tasks given as ``(kind, input text, image)``: the one place prompts are rendered
+        (the codec's instruction for ``kind``) and images prepared. An image is ``[3, H, W]`` float in
+        [0, 1] (resized to the vision encoder's size if it differs) or None (text task: zeros, masked)."""
+        from simulator.data.templates import render_prompt
+
+        instructions = self.model.config.instructions
+        prompts = [render_prompt(kind, text, "", instructions.get(kind)) for kind, text, _ in tasks]
+        pixel_values = has_image = None
+        if any(image is not None for _, _, image in tasks):
+            size = int(self.model.vision.config.image_size)
+            pixel_values = torch.stack([_resized(image, size) if image is not None else torch.zeros(3, size, size)
+                                        for _, _, image in tasks]) * 2 - 1
+            has_image = torch.tensor([image is not None for _, _, image in tasks])
+        return self(prompts, pixel_values, has_image, max_new_tokens)
+
+
+def _resized(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``image [3, H, W]`` at ``size x size`` (bilinear), itself when it already is."""
+    if image.shape[-1] == size and image.shape[-2] == size:
+        return image
+    return nn.functional.interpolate(image.unsqueeze(0), size=(size, size), mode="bilinear",
+                                     align_corners=False).squeeze(0)
+
 
 class Receiver(nn.Module):
     """User side: channel decoder + LM head + tokenizer, nothing else of the MLLM.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import platform
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["stage_summary", "git_commit", "write_model_card", "SCORE_PLAN", "score_codec"]
+from simulator.provenance import git_commit
+
+__all__ = ["stage_summary", "write_card", "write_model_card", "SCORE_PLAN", "score_codec"]
 
 # The card's score table: task, held-out samples, then (channel, SNRs in dB; inf = noise-free).
 SCORE_PLAN = (
@@ -18,18 +19,6 @@ SCORE_PLAN = (
     ("classify", 400, (("awgn", (float("inf"), 10.0, 0.0)),)),
     ("caption", 300, (("awgn", (float("inf"), 10.0)),)),
 )
-
-
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The current commit of the source tree (with ``-dirty`` when it has changes), or None."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("-dirty" if dirty else "")
 
 
 def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[dict]:
@@ -77,51 +66,52 @@ def score_codec(checkpoint_dir: str | Path, preset: str, text_dir: str | Path | 
     return rows
 
 
+def write_card(folder: str | Path, title: str, command: str, card: dict, sections: list[tuple[str, list[str]]]) -> Path:
+    """The one model-card writer (codec and baselines): ``model_card.json`` (``card`` after the
+    provenance fields ``written``, ``command``, ``commit``, ``machine``) and ``MODEL_CARD.md`` (``title``,
+    the provenance line, then each ``(heading, lines)`` section). Returns the Markdown file."""
+    folder = Path(folder)
+    card = {"written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+            "commit": git_commit(), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", **card}
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    lines = [f"# {title}", "", f"Trained with `{command}` at commit `{card['commit']}` ({card['machine']}).", ""]
+    for heading, body in sections:
+        lines += [f"## {heading}", "", *body]
+        if body and body[-1] != "":
+            lines.append("")
+    path = folder / "MODEL_CARD.md"
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
+    return path
+
+
 def write_model_card(checkpoint_dir: str | Path, train_config, command: str, stages: list[dict],
                      scores: list[dict], notes: str = "", data_report: dict | None = None) -> Path:
-    """Write ``MODEL_CARD.md`` and ``model_card.json`` into ``checkpoint_dir``. ``data_report``
+    """Write the codec's ``MODEL_CARD.md`` and ``model_card.json`` into ``checkpoint_dir``. ``data_report``
     (:meth:`~simulator.training.trainer.Trainer.data_report`) describes a folder the generator did
     not make and lists the parts the data lacked and what the stages did instead."""
-    checkpoint_dir = Path(checkpoint_dir)
-    card = {
-        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "commit": git_commit(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-        "data": train_config.data.model_dump(),
-        "profile": train_config.profile,
-        "stages": stages,
-        "total_train_time_s": round(sum(s["time_s"] for s in stages), 1),
-        "scores": scores,
-    }
+    total_s = round(sum(s["time_s"] for s in stages), 1)
+    card = {"data": train_config.data.model_dump(), "profile": train_config.profile, "stages": stages,
+            "total_train_time_s": total_s, "scores": scores}
     if data_report is not None:
         card["data_report"] = data_report
-    (checkpoint_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    lines = [
-        f"# M4SC codec, profile `{card['profile']}`", "",
-        f"Trained with `{command}` at commit `{card['commit']}` ({card['machine']}).", "",
-        "## Data", "",
-        *_data_lines(train_config.data, data_report, with_scores=bool(scores)),
-        "## Stages", "",
-        "| stage | steps | final loss | wall time (s) |", "|---|---|---|---|",
-    ]
-    lines += [f"| {s['stage']} | {s['steps']} | {s['final_loss']} | {s['time_s']} |" for s in stages]
-    lines += ["", f"Total training time: {card['total_train_time_s'] / 3600:.2f} h.", "", "## Scores", ""]
+    stage_lines = ["| stage | steps | final loss | wall time (s) |", "|---|---|---|---|"]
+    stage_lines += [f"| {s['stage']} | {s['steps']} | {s['final_loss']} | {s['time_s']} |" for s in stages]
+    stage_lines += ["", f"Total training time: {total_s / 3600:.2f} h."]
     if scores:
-        lines += ["| task | channel | snr_db | metric | value | BS output | samples |", "|---|---|---|---|---|---|---|"]
+        score_lines = ["| task | channel | snr_db | metric | value | BS output | samples |", "|---|---|---|---|---|---|---|"]
     else:
-        lines.append(f"Not measured yet: `python -m simulator eval --checkpoint {checkpoint_dir} --task vqa "
-                     "--snr-db inf 10 0` (add `--data FOLDER` for your own test split).")
+        score_lines = [f"Not measured yet: `python -m simulator eval --checkpoint {checkpoint_dir} --task vqa "
+                       "--snr-db inf 10 0` (add `--data FOLDER` for your own test split)."]
     for row in scores:
         metric = "accuracy" if "accuracy" in row else "bleu"
         snr = "noise-free" if row["snr_db"] is None else row["snr_db"]
-        lines.append(f"| {row['task']} | {row['channel']} | {snr} | {metric} | {row[metric]:.4f} | "
-                     f"{row[metric + '_bs']:.4f} | {row['num_samples']} |")
+        score_lines.append(f"| {row['task']} | {row['channel']} | {snr} | {metric} | {row[metric]:.4f} | "
+                           f"{row[metric + '_bs']:.4f} | {row['num_samples']} |")
+    sections = [("Data", _data_lines(train_config.data, data_report, with_scores=bool(scores))),
+                ("Stages", stage_lines), ("Scores", score_lines)]
     if notes:
-        lines += ["", "## Notes", "", notes]
-    path = checkpoint_dir / "MODEL_CARD.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        sections.append(("Notes", [notes]))
+    return write_card(checkpoint_dir, f"M4SC codec, profile `{train_config.profile}`", command, card, sections)
 
 
 def _data_lines(data_config, report: dict | None, with_scores: bool) -> list[str]:

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     import json
 
     from simulator.config_io import load_yaml_config
-    from simulator.evaluation import default_eval_clevr_dir
+    from simulator.assets import default_eval_clevr_dir
     from simulator.models.checkpoint import load_codec
     from simulator.training.config import TrainConfig
     from simulator.training.data import load_task_data

@@ -15,11 +15,12 @@ from torch import nn
 
 from channels.conventions import snr_db_to_no
 from simulator.data.collate import IGNORE_INDEX
+from simulator.links import semantic_channel
 from simulator.models.mllm import OBJECT_CLASSES
 from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
-           "instruction_loss", "grounding_columns", "grounding_loss", "joint_loss", "make_channel"]
+           "instruction_loss", "grounding_columns", "grounding_loss", "joint_loss"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
@@ -182,17 +183,6 @@ def grounding_loss(attentions: list[torch.Tensor], targets: torch.Tensor, image_
     return torch.stack(losses).mean()
 
 
-def make_channel(name: str):
-    """The stage-3 channel: AWGN or Rayleigh (one fade per token), MMSE-equalised (analog semantics)."""
-    from channels.flat import AWGNChannel, RayleighBlockFadingChannel
-
-    if name == "awgn":
-        return AWGNChannel(equalizer="mmse")
-    if name == "rayleigh":
-        return RayleighBlockFadingChannel(coherence_symbols=None, equalizer="mmse")
-    raise ValueError(f"unknown training channel {name!r}")
-
-
 def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: torch.Generator,
                noise_free_weight: float = 0.5, rates: list[int] | None = None) -> torch.Tensor:
     """Stage 3: Output-token hidden states -> channel encoder -> channel -> decoder -> LM head.
@@ -213,7 +203,7 @@ def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: 
     selected = targets != IGNORE_INDEX
     token_hidden = hidden[:, :-1][selected]  # [N, d]
     token_targets = targets[selected]
-    channel = make_channel(channel_name)
+    channel = semantic_channel(channel_name)  # symbols [N, 1, c]: one fade per token
 
     def through_channel(token_rates: torch.Tensor | None) -> torch.Tensor:
         symbols = model.channel_encoder(token_hidden, token_rates)  # [N, c]

@@ -15,19 +15,25 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
 from pathlib import Path
 
 import torch
 
 from simulator.data.collate import InstructionCollator
-from simulator.errors import UserError
-from simulator.models.checkpoint import load_codec, load_weights, save_codec
-from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
-from simulator.training.run_files import append_csv_row, drop_csv_rows, write_dir_atomically
 from simulator.device import resolve_device
-from simulator.training.data import TaskData, batch_generator, ensure_data, load_task_data, task_weights
+from simulator.errors import UserError
+from simulator.files import drop_csv_rows, write_dir_atomically
+from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training import stages as stage_fns
+from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
+from simulator.training.data import (
+    TaskData,
+    batch_generator,
+    ensure_data,
+    load_task_data,
+    task_weights,
+)
+from simulator.training.step_log import StepLog
 
 __all__ = ["Trainer"]
 
@@ -230,18 +236,13 @@ class Trainer:
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint") else ([], None)
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=stage.steps, initial=start, desc=f"stage {name}", unit="step", dynamic_ncols=True)
         # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
         # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
         autocast_dtype = autocast_dtype if self.device.type == "cuda" else None
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype is torch.float16 else None
-        window_start, window_samples = time.perf_counter(), 0
-        t0 = time.perf_counter()
+        log = StepLog(log_path, LOG_COLUMNS, stage.steps, start, self.config.log_every, f"stage {name}", self.progress,
+                      fixed={"stage": name}, write=self.rank == 0)
         for step in range(start, stage.steps):
             lr = stage.lr * cosine_lr(step, stage)
             for group in optimizer.param_groups:
@@ -267,22 +268,11 @@ class Trainer:
             else:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            window_samples += stage.batch_size * stage.grad_accum * self.world_size
             done = step + 1
-            if self.rank == 0 and (done % self.config.log_every == 0 or done == stage.steps):
-                now = time.perf_counter()
-                rate = window_samples / max(now - window_start, 1e-9)
-                append_csv_row(log_path, {"stage": name, "step": done, "loss": round(total, 5), "lr": lr,
-                                     "samples_per_s": round(rate, 2), "elapsed_s": round(now - t0, 2)}, LOG_COLUMNS)
-                window_start, window_samples = now, 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{total:.3f}", samples_per_s=f"{rate:.1f}")
-            if bar is not None:
-                bar.update(1)
+            log.step(done, total, lr, stage.batch_size * stage.grad_accum * self.world_size)
             if done % self.config.checkpoint_every == 0 and done < stage.steps:
                 self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done)
-        if bar is not None:
-            bar.close()
+        log.close()
         model.eval()
         if self.rank == 0:
             def write_final(folder: Path) -> None:

@@ -8,14 +8,9 @@ import torch
 
 from channels.conventions import snr_db_to_no
 from channels.flat import AWGNChannel, RayleighBlockFadingChannel
-from simulator.baselines.deepsc import (
-    BaselineCheckpointError,
-    DeepSC,
-    DeepSCConfig,
-    load_deepsc,
-    pass_through_channel,
-    save_deepsc,
-)
+from simulator.baselines.blocks import pass_through_channel
+from simulator.baselines.deepsc import DeepSC, DeepSCConfig, load_deepsc, save_deepsc
+from simulator.baselines.folders import BaselineCheckpointError
 from simulator.errors import UserError
 from simulator.models.tokenizer import train_word_tokenizer
 
@@ -186,7 +181,8 @@ evaluation: {{split: test, snr_db: [0, 10], channels: [awgn, rayleigh]}}
 
 
 def test_yaml_training_run_writes_a_loadable_model_and_eval_rows(sentiment_corpus, tmp_path):
-    from simulator.baselines.train import DeepSCTrainConfig, load_train_config, train_baseline
+    from simulator.baselines.train import train_baseline
+    from simulator.baselines.train_config import DeepSCTrainConfig, load_train_config
 
     config = load_train_config(write_yaml(tmp_path / "t.yaml", tmp_path / "run", sentiment_corpus))
     assert isinstance(config, DeepSCTrainConfig)
@@ -203,7 +199,7 @@ def test_yaml_training_run_writes_a_loadable_model_and_eval_rows(sentiment_corpu
 
 
 def test_yaml_errors_are_one_line_user_errors(sentiment_corpus, tmp_path):
-    from simulator.baselines.train import load_train_config
+    from simulator.baselines.train_config import load_train_config
 
     with pytest.raises(UserError, match="unknown key"):
         load_train_config(write_yaml(tmp_path / "a.yaml", tmp_path / "r", sentiment_corpus, "learning_rate: 1"))
@@ -218,7 +214,8 @@ def test_yaml_errors_are_one_line_user_errors(sentiment_corpus, tmp_path):
 def test_resume_continues_exactly(sentiment_corpus, tmp_path):
     """A run stopped after its step-2 checkpoint and resumed ends with the weights of a straight run."""
     from simulator.baselines import train as train_module
-    from simulator.baselines.train import load_train_config, train_deepsc
+    from simulator.baselines.train import train_deepsc
+    from simulator.baselines.train_config import load_train_config
 
     straight = load_train_config(write_yaml(tmp_path / "s.yaml", tmp_path / "straight", sentiment_corpus),
                                  ["evaluation=null"])

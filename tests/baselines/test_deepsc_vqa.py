@@ -9,7 +9,7 @@ import torch
 
 from channels.conventions import snr_db_to_no
 from channels.flat import AWGNChannel, RayleighBlockFadingChannel
-from simulator.baselines.deepsc import BaselineCheckpointError
+from simulator.baselines.folders import BaselineCheckpointError
 from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig, load_deepsc_vqa, save_deepsc_vqa
 from simulator.models.tokenizer import train_word_tokenizer
 
@@ -161,7 +161,8 @@ def tiny_clevr(tmp_path_factory):
 
 
 def test_yaml_training_run_on_generated_clevr(tiny_clevr, tmp_path):
-    from simulator.baselines.train import DeepSCVQATrainConfig, load_train_config, train_baseline
+    from simulator.baselines.train import train_baseline
+    from simulator.baselines.train_config import DeepSCVQATrainConfig, load_train_config
 
     path = tmp_path / "t.yaml"
     path.write_text(f"""model: deepsc_vqa

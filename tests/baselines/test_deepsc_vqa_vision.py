@@ -15,8 +15,8 @@ from simulator.baselines.deepsc_vqa import (
     DeepSCVQAConfig,
     load_deepsc_vqa,
     save_deepsc_vqa,
-    vision_encoder_from_codec,
 )
+from simulator.baselines.image_user import vision_encoder_from_codec
 from simulator.errors import UserError
 from simulator.models.checkpoint import load_codec, save_codec
 from simulator.models.config import CodecConfig
@@ -242,7 +242,7 @@ def test_configs_without_the_options_are_the_cnn_model_as_before(tokenizer):
 
 
 def test_the_shipped_baseline_carries_its_own_pretrained_encoder():
-    from simulator.baselines.systems import SHIPPED_BASELINES
+    from simulator.assets import SHIPPED_BASELINES
 
     shipped = load_deepsc_vqa(SHIPPED_BASELINES["deepsc_vqa"])  # loads from its own folder alone
     assert shipped.config.vision_encoder.tokens == "objects" and not shipped.config.text_only
@@ -253,9 +253,9 @@ def test_the_shipped_baseline_carries_its_own_pretrained_encoder():
 def test_as_a_simulator_system_only_sent_tokens_are_counted(codec, tokenizer, variant):
     from channels.conventions import snr_db_to_no
     from channels.randomness import user_generators
-    from simulator.baselines.systems import DeepSCVQASystem
-    from simulator.engine import Task
-    from simulator.systems import Link
+    from simulator.systems import DeepSCVQASystem
+    from simulator.workload import Task
+    from simulator.interface import Link
 
     if variant == "objects":
         model = vision_vqa(codec, tokenizer)
@@ -307,7 +307,9 @@ evaluation: {{split: train, snr_db: [5], channels: [awgn], max_samples: 8}}
 
 
 def test_yaml_run_starts_from_the_codec_encoder_and_keeps_it_frozen(tiny_clevr, codec_folder, codec, tmp_path):
-    from simulator.baselines.train import load_train_config, train_baseline, write_baseline_card
+    from simulator.baselines.model_card import write_baseline_card
+    from simulator.baselines.train import train_baseline
+    from simulator.baselines.train_config import load_train_config
 
     config = load_train_config(_recipe(tmp_path, tiny_clevr, codec_folder))
     model = load_deepsc_vqa(train_baseline(config))
@@ -322,7 +324,9 @@ def test_yaml_run_starts_from_the_codec_encoder_and_keeps_it_frozen(tiny_clevr, 
 
 
 def test_yaml_text_only_run_needs_no_codec(tiny_clevr, tmp_path):
-    from simulator.baselines.train import load_train_config, train_baseline, write_baseline_card
+    from simulator.baselines.model_card import write_baseline_card
+    from simulator.baselines.train import train_baseline
+    from simulator.baselines.train_config import load_train_config
 
     config = load_train_config(_recipe(tmp_path, tiny_clevr, tmp_path / "missing"), ["architecture.text_only=true"])
     model = load_deepsc_vqa(train_baseline(config))
@@ -338,7 +342,8 @@ def test_yaml_text_only_run_needs_no_codec(tiny_clevr, tmp_path):
     (["image_size=96"], "takes 64 px images, but image_size is 96: set image_size: 64"),
 ])
 def test_a_missing_or_mismatched_encoder_is_a_one_line_error(codec_folder, tmp_path, override, message):
-    from simulator.baselines.train import load_train_config, train_baseline
+    from simulator.baselines.train import train_baseline
+    from simulator.baselines.train_config import load_train_config
 
     config = load_train_config(_recipe(tmp_path, tmp_path / "no-data", codec_folder), override)
     with pytest.raises(UserError) as err:
@@ -347,7 +352,7 @@ def test_a_missing_or_mismatched_encoder_is_a_one_line_error(codec_folder, tmp_p
 
 
 def test_the_shipped_recipe_starts_from_the_m4sc_stage0_encoder():
-    from simulator.baselines.train import load_train_config
+    from simulator.baselines.train_config import load_train_config
 
     config = load_train_config(Path(__file__).resolve().parents[2] / "scenarios" / "train_deepsc_vqa.yaml")
     assert config.clevr_dir == "data/clevr_small" and config.image_size == 96

@@ -11,10 +11,10 @@ from channels.flat import AWGNChannel
 from channels.randomness import user_generators
 from simulator.baselines.deepsc import DeepSC, DeepSCConfig
 from simulator.baselines.deepsc_vqa import DeepSCVQA, DeepSCVQAConfig
-from simulator.baselines.systems import DeepSCSystem, DeepSCVQASystem, DigitalAnswerSystem, DigitalSourceSystem
-from simulator.engine import Task
+from simulator.systems import DeepSCSystem, DeepSCVQASystem, DigitalAnswerSystem, DigitalSourceSystem
+from simulator.workload import Task
 from simulator.models.tokenizer import train_word_tokenizer
-from simulator.systems import Link
+from simulator.interface import Link
 
 QUESTIONS = ["what color is the large cube ?", "how many spheres are there ?", "is there a red thing ?"]
 TEXTS = ["a gripping and moving film", "dull , flat and far too long", "fine"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from channels.allocation import BROADCAST, IDLE, ResourceAllocator, SlotGrid
-from channels.digital import mcs_table, select_mcs
+from channels.link_adaptation import mcs_table, select_mcs
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from channels.digital import (DigitalChain, UniformQuantizer, get_mcs, mcs_table, receiver_loss_db,
-                              required_snr_db, select_mcs)
+from channels.digital import DigitalChain, UniformQuantizer
+from channels.link_adaptation import get_mcs, mcs_table, receiver_loss_db, required_snr_db, select_mcs
 from channels.flat import AWGNChannel, RayleighBlockFadingChannel
 from channels.randomness import user_generators
 

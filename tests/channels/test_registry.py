@@ -68,3 +68,13 @@ def test_parameters_and_throughput():
     assert "model" in channel_parameters("tdl")
     assert channel_throughput("awgn", num_users=2, num_symbols=64, repeats=1, batch=1) > 0
     assert channel_throughput("tdl", num_users=2, num_symbols=64, repeats=1, batch=1, fft_size=12) > 0
+
+
+@pytest.mark.parametrize("name", CHANNEL_NAMES)
+def test_every_channel_is_a_channel(name):
+    """Every registered block satisfies the one Channel protocol (called as channel(x, no, stream))."""
+    from channels.flat import Channel
+
+    channel = make_channel(name, **PARAMS[name])
+    assert isinstance(channel, Channel)
+    assert not isinstance(object(), Channel)

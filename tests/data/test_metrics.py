@@ -38,3 +38,16 @@ def test_rouge_l_known_pair():
     assert rouge_l("red cube", ["a red metal cube"]) == pytest.approx(expected)
     assert rouge_l("x", ["y"]) == 0.0
     assert caption_rouge_l(["red cube", "x"], [["red cube"], ["y"]]) == pytest.approx(50.0)
+
+
+def test_task_score_is_the_metric_of_each_kind():
+    from simulator.data.metrics import caption_bleu4, caption_rouge_l, task_score
+
+    assert task_score("vqa", ["Two", "red"], [("2",), ("blue", "red")]) == {"accuracy": 0.5}
+    assert task_score("classify", ["positive", "negative"], [("positive",), ("positive",)]) == {"accuracy": 0.5}
+    hypotheses, references = ["a red cube left of a ball"], [("a red cube left of a sphere", "a cube")]
+    lists = [list(r) for r in references]
+    assert task_score("caption", hypotheses, references) == {"bleu": caption_bleu4(hypotheses, lists)}
+    assert task_score("caption", hypotheses, references, rouge=True)["rouge_l"] == caption_rouge_l(hypotheses, lists)
+    with pytest.raises(ValueError, match="unknown task kind"):
+        task_score("speech", ["x"], [("x",)])

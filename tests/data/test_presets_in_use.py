@@ -37,7 +37,7 @@ def test_folders_not_made_here_have_no_preset(tmp_path):
 
 
 def test_eval_sets_of_each_preset_live_apart_and_have_its_statistics(tmp_path, monkeypatch):
-    from simulator.evaluation import default_eval_clevr_dir
+    from simulator.assets import default_eval_clevr_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))
     small = default_eval_clevr_dir(num_images=4, preset="clevr_small")

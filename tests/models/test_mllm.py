@@ -237,3 +237,20 @@ def test_unknown_image_position_is_refused():
 
     with pytest.raises(ValueError, match="image_position must be one of before_prompt, after_prompt"):
         tiny_config(image_position="middle")
+
+
+def test_send_renders_prompts_and_images_as_the_explicit_call(tiny_model):
+    """Transmitter.send (tasks as kind, text, image in [0, 1]) equals the forward call on prompts rendered
+    with the codec's instructions and images in [-1, 1], zeros where a task has no image."""
+    from simulator.data.templates import render_prompt
+
+    images = (_images() + 1) / 2
+    tasks = [("vqa", "is there a red cube ?", images[0]), ("caption", None, images[1]),
+             ("classify", "a dull film .", None)]
+    sent = Transmitter(tiny_model).send(tasks, max_new_tokens=5)
+    prompts = [render_prompt(kind, text, "", tiny_model.config.instructions.get(kind)) for kind, text, _ in tasks]
+    pixels = torch.stack([images[0], images[1], torch.zeros_like(images[0])]) * 2 - 1
+    expected = Transmitter(tiny_model)(prompts, pixels, torch.tensor([True, True, False]), max_new_tokens=5)
+    assert torch.equal(sent.tokens, expected.tokens) and torch.equal(sent.symbols, expected.symbols)
+    resized = Transmitter(tiny_model).send([("vqa", "is there a red cube ?", torch.rand(3, 20, 20))], max_new_tokens=2)
+    assert resized.tokens.shape[0] == 1

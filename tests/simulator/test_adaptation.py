@@ -12,10 +12,11 @@ from channels.flat import AWGNChannel
 from channels.randomness import user_generators
 from simulator.adaptation import (RateTable, decide_rates, rate_bits, recovery_probability, reduce_to_budget,
                                   smallest_rate)
-from simulator.engine import BROADCAST_STREAM, UNICAST_STREAM, TaskPool
+from simulator.links import BROADCAST_STREAM, UNICAST_STREAM
+from simulator.workload import TaskPool
 from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.scenario import AdaptationSetting, SharingVariant
-from simulator.systems import Link
+from simulator.interface import Link
 
 OFF = SharingVariant(threshold=None)
 RATES = [8, 16, 32, 64]

@@ -10,10 +10,11 @@ from channels.allocation import ResourceAllocator, SlotGrid
 from channels.conventions import snr_db_to_no
 from channels.flat import AWGNChannel
 from channels.randomness import user_generators
-from simulator.engine import (BROADCAST_STREAM, UNICAST_STREAM, EncodingCache, Task, TaskPool, poisson_arrivals,
-                              simulate_episode, snapshot_rounds)
+from simulator.engine import EncodingCache, simulate_episode
+from simulator.interface import BatchPlan, Delivery, Link, System
+from simulator.links import BROADCAST_STREAM, UNICAST_STREAM
 from simulator.scenario import SharingVariant, TrafficSection
-from simulator.systems import BatchPlan, Delivery, Link, System
+from simulator.workload import Task, TaskPool, poisson_arrivals, snapshot_rounds
 
 OFF = SharingVariant(threshold=None)
 

@@ -3,7 +3,7 @@
 import json
 import multiprocessing
 
-from simulator.evaluation import ensure_eval_set
+from simulator.assets import ensure_eval_set
 
 
 def _make(root):

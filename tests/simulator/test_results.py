@@ -4,10 +4,11 @@ import math
 
 import pytest
 
-from simulator.engine import PointResult, Task, TaskRecord
+from simulator.engine import PointResult, TaskRecord
 from simulator.results import COLUMNS, summarize
 from simulator.scenario import AdaptationSetting, Scenario, SharingVariant, SweepPoint
-from simulator.systems import Delivery
+from simulator.interface import Delivery
+from simulator.workload import Task
 
 SCENARIO = Scenario.model_validate({"name": "t", "systems": ["m4sc"], "num_users": 3, "snr_db": [5.0]})
 

@@ -113,9 +113,9 @@ def test_bad_override_exits_2(write_scenario, tmp_path, capsys):
 
 
 def test_missing_shipped_checkpoint_is_one_line(write_scenario, tmp_path, capsys, monkeypatch):
-    import simulator.scenario
+    import simulator.assets
 
-    monkeypatch.setattr(simulator.scenario, "SHIPPED_CHECKPOINT", tmp_path / "nothing_here")
+    monkeypatch.setattr(simulator.assets, "SHIPPED_CHECKPOINT", tmp_path / "nothing_here")
     out = tmp_path / "out"
     status = main(["run", str(write_scenario({"model": {"checkpoint": None}})), "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()

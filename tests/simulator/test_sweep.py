@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import simulator.sweep as sweep_module
+import simulator.sweep.point as sweep_point
 from simulator.cli import main
 from simulator.errors import UserError
 from simulator.results import COLUMNS
@@ -38,13 +38,13 @@ def write_sweep(tmp_path, write_scenario):
 def count_runs(monkeypatch):
     """Counts the points that really ran (in this process)."""
     calls = []
-    original = sweep_module._run_scenario
+    original = sweep_point._run_scenario
 
     def counted(base, overrides):
         calls.append(list(overrides))
         return original(base, overrides)
 
-    monkeypatch.setattr(sweep_module, "_run_scenario", counted)
+    monkeypatch.setattr(sweep_point, "_run_scenario", counted)
     return calls
 
 

@@ -1,4 +1,5 @@
-"""Crash-safe files of a training run: folder swaps and the CSV log (shared by the codec and baseline trainers)."""
+"""Crash-safe files: atomic file writes and folder swaps (results, sweeps, rate tables, checkpoints) and the
+training CSV log (shared by the codec and baseline trainers)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,35 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["replace_dir", "write_dir_atomically", "append_csv_row", "drop_csv_rows"]
+from simulator.errors import UserError
+
+__all__ = ["atomic_write_bytes", "atomic_write_yaml", "create_folder", "replace_dir", "write_dir_atomically", "append_csv_row", "drop_csv_rows"]
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a synced temporary file and ``os.replace``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+
+def atomic_write_yaml(path: Path, data) -> None:
+    """``data`` as block YAML (keys in their order) written atomically (:func:`atomic_write_bytes`)."""
+    import yaml
+
+    atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8"))
+
+
+def create_folder(path: Path, option: str = "--out") -> None:
+    """``mkdir -p path``; UserError naming the command-line ``option`` when the system refuses."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{option}: cannot create {path}: {err.strerror}") from None
 
 
 def replace_dir(tmp: Path, target: Path) -> None:

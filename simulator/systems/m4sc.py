@@ -1,214 +1,35 @@
-"""Communication systems the simulator compares, behind one interface, and their registry.
+"""``m4sc``: the paper's system (Section III-C) as a :class:`~simulator.interface.System`.
 
-A system turns a batch of users' tasks into what goes on the air and what each user decodes:
+The BS's MLLM generates each user's answer, the semantic comparator (:mod:`simulator.sharing`)
+splits the per-token semantic vectors into a public set (broadcast once, received by every user
+that needs it through its own channel) and private residues (unicast), the channel encoder maps
+each vector to ``c`` complex symbols (``Es = 1``; fewer under rate adaptation,
+:mod:`simulator.adaptation`), and each user's receiver (channel decoder + LM head) recombines and
+decodes.
 
-0. :meth:`System.prepare` (optional): per-task SNR-independent work ahead of the sweep (M4SC:
-   the MLLM generation of every distinct task, in large batches),
-1. :meth:`System.encode` (SNR-independent; the engine caches it per batch),
-2. :meth:`System.plan` (what is broadcast once and what is unicast per user, for one sharing
-   variant; also SNR-independent and cached) -> :class:`BatchPlan` with the accounting,
-3. :meth:`System.deliver` (channel + receiver at one sweep point, after the BS has allocated the
-   plan's payloads) -> one :class:`Delivery` per user.
-
-``"m4sc"`` (:class:`M4SCSystem`) is the paper's system: the BS's MLLM generates each user's answer,
-the semantic comparator (:mod:`simulator.sharing`) splits the per-token semantic vectors into a
-public set (broadcast once, received by every user that needs it through its own channel) and
-private residues (unicast), the channel encoder maps each vector to ``c`` complex symbols
-(``Es = 1``), and each user's receiver (channel decoder + LM head) recombines and decodes.
-Baselines (:mod:`simulator.baselines.systems`: DeepSC, DeepSC-VQA, the digital chains) subclass
-:class:`System` and are registered in :data:`SYSTEMS`. A system serves only the task kinds in its
-``tasks`` (the engine gives it no others), and only a system with ``shares_semantics`` runs under
-the scenario's sharing thresholds (the others run once, as "sharing off").
-
-Physical-layer randomness: user ``u``'s unicast symbols draw fading and noise only from
-``Link.unicast_streams[u]`` and its reception of the broadcast only from
-``Link.broadcast_streams[u]``. Unicast transmissions always occupy a fixed token grid of
-``max_new_tokens x c`` symbols per user (unused positions carry zeros), so the draws a token sees
-do not depend on the other users or on the sharing decision: with no public tokens, sharing at
-threshold 1.0 draws exactly the noise of sharing off.
+Unicast transmissions always occupy a fixed token grid of ``max_new_tokens x c`` symbols per user
+(unused positions carry zeros), so the draws a token sees do not depend on the other users or on
+the sharing decision: with no public tokens, sharing at threshold 1.0 draws exactly the noise of
+sharing off.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from simulator.scenario import TASKS
+from simulator.interface import BatchPlan, Delivery, Link, System, SystemContext
 
 if TYPE_CHECKING:
-    from simulator.engine import Task
-    from simulator.scenario import Scenario, SharingVariant
+    from simulator.scenario import SharingVariant
+    from simulator.workload import Task
 
-__all__ = ["Link", "BatchPlan", "Delivery", "System", "SystemContext", "M4SCSystem", "SYSTEMS", "build_system"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["M4SCSystem"]
 
 
-@dataclass
-class Link:
-    """The physical layer of one sweep point, for all ``U`` users of the scenario.
-
-    Attributes:
-        channel: a :func:`channels.registry.make_channel` block; called with
-            ``x [1, U, n]`` complex64 and per-user ``no`` ``[U]``.
-        noise_power: ``[U]`` float32, complex noise power ``N0`` per user (linear, Es = 1).
-        snr_db: ``[U]`` float32, each user's SNR in dB (Es/N0).
-        broadcast_streams: ``U`` generators for the users' reception of the broadcast.
-        unicast_streams: ``U`` generators for the users' own (unicast) streams.
-    """
-
-    channel: torch.nn.Module
-    noise_power: torch.Tensor
-    snr_db: torch.Tensor
-    broadcast_streams: list[torch.Generator]
-    unicast_streams: list[torch.Generator]
-
-    @property
-    def num_users(self) -> int:
-        return int(self.noise_power.shape[0])
-
-
-@dataclass
-class BatchPlan:
-    """What one batch puts on the air (SNR-independent). Lists are per batch row (one task each).
-
-    Attributes:
-        broadcast_symbols: complex symbols of the common stream, counted once.
-        broadcast_rows: rows that must decode the broadcast.
-        unicast_symbols: complex symbols of each row's own stream.
-        overhead_bits: side-information bits of each row (public-token map).
-        public_symbol_share: each row's share of ``broadcast_symbols`` (a public vector's symbols are
-            split evenly among the users sharing it; the shares sum to ``broadcast_symbols``).
-        tokens: output tokens of each row.
-        public_tokens: of those, how many arrive through the broadcast.
-        token_symbols: symbol-coded systems: each row's symbols per token summed over its tokens
-            (public ones at their vector's rate), for ``symbols_per_token_mean``; None otherwise.
-        detail: system-specific state for :meth:`System.deliver`.
-        payload_bits: digital systems: each row's information bits (what the allocator is asked to
-            carry; the symbols it needs depend on the MCS it picks). None for analog systems.
-    """
-
-    broadcast_symbols: int
-    broadcast_rows: list[int]
-    unicast_symbols: list[int]
-    overhead_bits: list[int]
-    public_symbol_share: list[float]
-    tokens: list[int]
-    public_tokens: list[int]
-    detail: Any = None
-    payload_bits: list[int] | None = None
-    token_symbols: list[int] | None = None
-
-
-@dataclass
-class Delivery:
-    """What one user ends up with for one task.
-
-    Attributes:
-        prediction: the decoded output text.
-        reference_prediction: the BS's own (noise-free) output text.
-        token_accuracy: fraction of the BS's output tokens the user recovered (NaN if not token based).
-        sequence_recovered: 1.0 if every token was recovered, else 0.0 (NaN if not token based).
-        retransmitted_symbols: complex symbols sent again after errors (digital ARQ), beyond the
-            first transmission the allocation covers.
-        retransmission_time_s: air time those retransmissions add.
-    """
-
-    prediction: str
-    reference_prediction: str
-    token_accuracy: float = math.nan
-    sequence_recovered: float = math.nan
-    retransmitted_symbols: int = 0
-    retransmission_time_s: float = 0.0
-
-
-@dataclass
-class SystemContext:
-    """What a system builder may use.
-
-    Attributes:
-        scenario: the validated scenario.
-        codec: the loaded M4SC codec (:class:`simulator.models.mllm.M4SCModel`) or None.
-        load_image: ``filename -> [3, H, W]`` float32 in [0, 1] at the codec's image size.
-        max_new_tokens: generation limit ``T`` (tokens per answer).
-        device: torch device of the codec.
-        image_dir: folder of the task images (the digital source sends their files), or None.
-        symbols_per_token: the codec's ``c`` (complex symbols per token).
-        load_baseline: ``(kind, folder or None) -> model``: the baseline checkpoints (None: the
-            shipped one); callers may cache.
-        shared: objects that systems of one run share (e.g. the M4SC generation used by the
-            digital baselines), keyed by name.
-        rate_table: the codec's calibrated :class:`simulator.adaptation.RateTable` (``snr`` mode) or None.
-    """
-
-    scenario: "Scenario"
-    codec: Any
-    load_image: Callable[[str], torch.Tensor]
-    max_new_tokens: int
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    image_dir: Any = None
-    symbols_per_token: int = 0
-    load_baseline: Callable[[str, str | None], Any] | None = None
-    shared: dict = field(default_factory=dict)
-    rate_table: Any = None
-
-
-class System(ABC):
-    """A BS-to-users communication system (see the module docstring for the three steps).
-
-    Class attributes:
-        name: registry name (the ``system`` column of the results).
-        payload_unit: ``"symbols"`` (analog: payloads in complex symbols) or ``"bits"`` (digital:
-            :attr:`BatchPlan.payload_bits`; the allocator picks the MCS).
-        tasks: the task kinds this system serves.
-        shares_semantics: whether the plan depends on the sharing variant.
-        uses_mllm: whether :meth:`prepare` runs the run's MLLM (one generation per distinct task,
-            shared between the systems that use it).
-        adapts_rate: whether the plan depends on the scenario's ``adaptation`` settings
-            (:meth:`adapt`); the others run once, as ``fixed``.
-    """
-
-    name: ClassVar[str] = ""
-    payload_unit: ClassVar[str] = "symbols"
-    tasks: ClassVar[tuple[str, ...]] = TASKS
-    shares_semantics: ClassVar[bool] = False
-    uses_mllm: ClassVar[bool] = False
-    adapts_rate: ClassVar[bool] = False
-
-    def prepare(self, tasks: list["Task"], on_progress: Callable[[int], None] | None = None) -> None:
-        """Optionally precompute per-task, SNR-independent work for ``tasks`` (default: nothing)."""
-
-    @abstractmethod
-    def encode(self, tasks: list["Task"]) -> Any:
-        """Source/semantic encoding of a batch (one task per row); SNR-independent."""
-
-    @abstractmethod
-    def plan(self, encoded: Any, variant: "SharingVariant") -> BatchPlan:
-        """Broadcast/unicast split and accounting of an encoded batch for one sharing variant."""
-
-    @abstractmethod
-    def deliver(self, encoded: Any, plan: BatchPlan, users: list[int], link: Link, allocation=None) -> list[Delivery]:
-        """Transmit through ``link`` and decode; ``users[row]`` is row's scenario user index.
-        ``allocation``: the :class:`channels.allocation.Allocation` of this batch (its MCS per
-        stream in digital mode)."""
-
-    def adapt(self, encoded: Any, plan: BatchPlan, snr_db: torch.Tensor, setting) -> BatchPlan:
-        """The plan with rates chosen by ``setting`` (:class:`simulator.scenario.AdaptationSetting`)
-        for rows whose users report ``snr_db [rows]`` (dB). Default: the plan unchanged (``fixed``)."""
-        return plan
-
-    def describe(self) -> dict:
-        """Settings worth recording in the manifest."""
-        return {"name": self.name, "payload_unit": self.payload_unit, "tasks": list(self.tasks)}
-
-
-# ------------------------------------------------------------------------------------------------
 @dataclass
 class _EncodedBatch:
     """M4SC's SNR-independent part of a batch: the transmission and the BS's own texts."""
@@ -256,7 +77,6 @@ class M4SCSystem(System):
         self.load_image = load_image
         self.max_new_tokens = int(max_new_tokens)
         self.symbols_per_token = int(codec.config.channel_symbols_per_token)
-        self.instructions = dict(codec.config.instructions)
         self.device = next(codec.parameters()).device
         self.generation_batch_size = int(generation_batch_size)
         self.rate_table = rate_table
@@ -304,16 +124,8 @@ class M4SCSystem(System):
     @torch.inference_mode()
     def _generate(self, tasks: list["Task"]) -> None:
         """Run the BS's MLLM + channel encoder on ``tasks`` and keep each row (padded to ``T``)."""
-        from simulator.data.templates import render_prompt
-
-        prompts = [render_prompt(t.kind, t.input_text, "", self.instructions.get(t.kind)) for t in tasks]
-        pixel_values = has_image = None
-        if any(t.image is not None for t in tasks):
-            images = [self.load_image(t.image) if t.image is not None else None for t in tasks]
-            shape = next(img.shape for img in images if img is not None)
-            pixel_values = torch.stack([img if img is not None else torch.zeros(shape) for img in images]) * 2 - 1
-            has_image = torch.tensor([img is not None for img in images])
-        sent = self.transmitter(prompts, pixel_values, has_image, self.max_new_tokens)
+        sent = self.transmitter.send([(t.kind, t.input_text, self.load_image(t.image) if t.image is not None else None)
+                                      for t in tasks], self.max_new_tokens)
         texts = self.codec.decode_text(sent.tokens, sent.token_mask)
         pad = self.max_new_tokens - sent.tokens.shape[1]
         tokens = torch.nn.functional.pad(sent.tokens.cpu(), (0, pad), value=self._pad_id)
@@ -481,28 +293,3 @@ class M4SCSystem(System):
                 sequence_recovered=float(correct == count),
             ))
         return deliveries
-
-
-def _baseline(class_name: str) -> Callable[[SystemContext], System]:
-    def build(context: SystemContext) -> System:
-        from simulator.baselines import systems
-
-        return getattr(systems, class_name).build(context)
-    return build
-
-
-#: ``system:`` name -> builder ``(SystemContext) -> System``.
-SYSTEMS: dict[str, Callable[[SystemContext], System]] = {
-    "m4sc": M4SCSystem.build,
-    "deepsc": _baseline("DeepSCSystem"),
-    "deepsc_vqa": _baseline("DeepSCVQASystem"),
-    "digital_source": _baseline("DigitalSourceSystem"),
-    "digital_answer": _baseline("DigitalAnswerSystem"),
-}
-
-
-def build_system(name: str, context: SystemContext) -> System:
-    """The system registered as ``name``; ValueError listing the known ones otherwise."""
-    if name not in SYSTEMS:
-        raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
-    return SYSTEMS[name](context)
