@@ -79,7 +79,8 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     :attr:`~simulator.models.config.CodecConfig.rates`); None: all ``c``.
 
     Row keys: ``task``, ``channel``, ``snr_db``, ``accuracy`` (vqa/classify) or ``bleu`` and
-    ``rouge_l`` (caption), ``accuracy_bs`` / ``bleu_bs`` (the BS's own output, before the channel),
+    ``rouge_l`` (caption), ``accuracy_noiseless`` / ``bleu4_noiseless`` (the BS's own output, before the channel; the
+    names of ``metrics.parquet``),
     ``num_samples``, ``symbols_per_sample`` (mean complex channel uses per sample).
     """
     from channels.conventions import snr_db_to_no
@@ -98,7 +99,7 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     if rate is not None:
         sent = [_at_rate(model, t, rate) for t in sent]
     bs_texts = [text for t in sent for text in model.decode_text(t.tokens, t.token_mask)]
-    bs_scores = {f"{k}_bs": v for k, v in task_score(task, bs_texts, references, rouge=True).items()}
+    bs_scores = {f"{k}_noiseless": v for k, v in task_score(task, bs_texts, references, rouge=True).items()}
     symbols = float(sum(int(t.token_mask.sum()) for t in sent)) * (rate or c) / len(samples)
     rows = []
     try:

@@ -75,7 +75,7 @@ def _score(kind: str, predictions: list[str], references: list[tuple[str, ...]])
     from simulator.data.metrics import task_score
 
     score = task_score(kind, predictions, references)
-    return score.get("accuracy", math.nan), score.get("bleu", math.nan)
+    return score.get("accuracy", math.nan), score.get("bleu4", math.nan)
 
 
 def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> list[dict]:
@@ -92,7 +92,7 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             continue
         references = [r.task.references for r in records]
         accuracy, bleu4 = _score(kind, [r.delivery.prediction for r in records], references)
-        accuracy_bs, bleu4_bs = _score(kind, [r.delivery.reference_prediction for r in records], references)
+        accuracy_noiseless, bleu4_noiseless = _score(kind, [r.delivery.reference_prediction for r in records], references)
         tokens = sum(r.tokens for r in records)
         public_tokens = sum(r.public_tokens for r in records)
         symbols_public = float(sum(r.symbols_public for r in records))
@@ -119,8 +119,8 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             "num_tasks": len(records),
             "accuracy": accuracy,
             "bleu4": bleu4,
-            "accuracy_noiseless": accuracy_bs,
-            "bleu4_noiseless": bleu4_bs,
+            "accuracy_noiseless": accuracy_noiseless,
+            "bleu4_noiseless": bleu4_noiseless,
             "token_accuracy": float(np.mean([r.delivery.token_accuracy for r in records])),
             "sequence_accuracy": float(np.mean([r.delivery.sequence_recovered for r in records])),
             "tokens_total": tokens,

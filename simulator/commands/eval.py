@@ -80,11 +80,11 @@ def main(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    metric = "accuracy" if args.task != "caption" else "bleu"
+    metric = "accuracy" if args.task != "caption" else "bleu4"
     print(f"{args.task} on {len(samples)} samples, checkpoint {path}")
-    print(f"{'channel':>9} {'snr_db':>7} {metric:>9} {metric + '_bs':>12} {'symbols/sample':>15}")
+    print(f"{'channel':>9} {'snr_db':>7} {metric:>9} {metric + '_noiseless':>19} {'symbols/sample':>15}")
     for row in rows:
         snr = 'inf' if row['snr_db'] is None else row['snr_db']
-        print(f"{row['channel']:>9} {snr:>7} {row[metric]:>9.4f} {row[metric + '_bs']:>12.4f} "
+        print(f"{row['channel']:>9} {snr:>7} {row[metric]:>9.4f} {row[metric + '_noiseless']:>19.4f} "
               f"{row['symbols_per_sample']:>15.1f}")
     return 0

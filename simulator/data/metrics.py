@@ -109,11 +109,11 @@ def caption_rouge_l(hypotheses: list[str], references: list[list[str]]) -> float
 
 def task_score(kind: str, predictions: list[str], references, rouge: bool = False) -> dict[str, float]:
     """The one scorer of a task kind: ``{"accuracy"}`` for ``vqa`` (normalised exact match with the
-    first reference) and ``classify`` (label match), ``{"bleu"}`` (corpus BLEU-4, with ``"rouge_l"``
+    first reference) and ``classify`` (label match), ``{"bleu4"}`` (corpus BLEU-4 in [0, 100], with ``"rouge_l"``
     when ``rouge``) for ``caption``. ``references``: per prediction, the accepted outputs."""
     if kind == "caption":
         lists = [list(r) for r in references]
-        score = {"bleu": caption_bleu4(predictions, lists)}
+        score = {"bleu4": caption_bleu4(predictions, lists)}
         return {**score, "rouge_l": caption_rouge_l(predictions, lists)} if rouge else score
     first = [r[0] for r in references]
     if kind == "classify":

@@ -103,10 +103,10 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
         score_lines = [f"Not measured yet: `python -m simulator eval --checkpoint {checkpoint_dir} --task vqa "
                        "--snr-db inf 10 0` (add `--data FOLDER` for your own test split)."]
     for row in scores:
-        metric = "accuracy" if "accuracy" in row else "bleu"
+        metric = "accuracy" if "accuracy" in row else "bleu4"
         snr = "noise-free" if row["snr_db"] is None else row["snr_db"]
         score_lines.append(f"| {row['task']} | {row['channel']} | {snr} | {metric} | {row[metric]:.4f} | "
-                           f"{row[metric + '_bs']:.4f} | {row['num_samples']} |")
+                           f"{row[metric + '_noiseless']:.4f} | {row['num_samples']} |")
     sections = [("Data", _data_lines(train_config.data, data_report, with_scores=bool(scores))),
                 ("Stages", stage_lines), ("Scores", score_lines)]
     if notes:

@@ -87,10 +87,10 @@ def oracle_vqa_accuracy(model, data: TaskData, num_questions: int = 1000, batch_
     families = {}
     for name, samples in by_family.items():
         row = evaluate(model, samples, "awgn", [float("inf")], batch_size=batch_size)[0]
-        families[name] = {"accuracy_bs": row["accuracy_bs"], "num_samples": row["num_samples"]}
+        families[name] = {"accuracy_noiseless": row["accuracy_noiseless"], "num_samples": row["num_samples"]}
     total = sum(f["num_samples"] for f in families.values())
-    overall = sum(f["accuracy_bs"] * f["num_samples"] for f in families.values()) / total
-    return {"accuracy_bs": overall, "num_samples": total, "families": families}
+    overall = sum(f["accuracy_noiseless"] * f["num_samples"] for f in families.values()) / total
+    return {"accuracy_noiseless": overall, "num_samples": total, "families": families}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -47,7 +47,7 @@ def test_task_score_is_the_metric_of_each_kind():
     assert task_score("classify", ["positive", "negative"], [("positive",), ("positive",)]) == {"accuracy": 0.5}
     hypotheses, references = ["a red cube left of a ball"], [("a red cube left of a sphere", "a cube")]
     lists = [list(r) for r in references]
-    assert task_score("caption", hypotheses, references) == {"bleu": caption_bleu4(hypotheses, lists)}
+    assert task_score("caption", hypotheses, references) == {"bleu4": caption_bleu4(hypotheses, lists)}
     assert task_score("caption", hypotheses, references, rouge=True)["rouge_l"] == caption_rouge_l(hypotheses, lists)
     with pytest.raises(ValueError, match="unknown task kind"):
         task_score("speech", ["x"], [("x",)])

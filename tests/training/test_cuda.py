@@ -72,7 +72,7 @@ def test_eval_and_run_commands_on_cuda(run_cli, tmp_path):
     result = run_cli("eval", "--task", "vqa", "--num-samples", "64", "--snr-db", "inf", "0", "--device", "cuda", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert 0.2 < rows[0]["accuracy_bs"] <= 1 and rows[1]["accuracy"] <= rows[0]["accuracy"] + 0.05
+    assert 0.2 < rows[0]["accuracy_noiseless"] <= 1 and rows[1]["accuracy"] <= rows[0]["accuracy"] + 0.05
     result = run_cli("run", "scenarios/vqa_8users.yaml", "--out", str(tmp_path / "run"), "--set", "model.device=cuda",
                      "--set", "snr_db=[0,20]", "--json")
     assert result.returncode == 0, result.stderr

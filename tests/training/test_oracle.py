@@ -43,12 +43,12 @@ def test_stage_two_learns_the_oracle_tables(tiny_data, tmp_path):
     assert torch.equal(model.encode_images(pixels), model.projector(pixels))  # the vision encoder is bypassed
     test = load_task_data(config.data, "test")
     result = oracle_vqa_accuracy(model, test, num_questions=6, batch_size=4)
-    assert result["num_samples"] == 6 and 0.0 <= result["accuracy_bs"] <= 1.0
+    assert result["num_samples"] == 6 and 0.0 <= result["accuracy_noiseless"] <= 1.0
     assert sum(f["num_samples"] for f in result["families"].values()) == 6
     pictures = oracle_images(test, patch).float() / 255
     everything = [EvalSample("vqa", q, [a], pictures[row]) for row, q, a, _ in test.vqa[:6]]
-    one_pass = evaluate(model, everything, "awgn", [float("inf")])[0]["accuracy_bs"]
-    assert result["accuracy_bs"] == pytest.approx(one_pass)  # the families together are every question once
+    one_pass = evaluate(model, everything, "awgn", [float("inf")])[0]["accuracy_noiseless"]
+    assert result["accuracy_noiseless"] == pytest.approx(one_pass)  # the families together are every question once
 
 
 def test_oracle_run_refuses_a_missing_start_and_a_used_folder(tmp_path):
