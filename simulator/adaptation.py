@@ -16,10 +16,12 @@ and decodes it from them alone (:mod:`simulator.models.channel_codec`). The BS p
 Both adaptive policies keep ``target`` x the full-rate recovery of what they decide on (a user's
 tokens on average for ``snr``, each token for ``importance``). Public (shared) vectors go at the
 largest ``k`` any user of their group needs. Rate signalling (:func:`rate_bits` per decision) is
-counted in ``overhead_bits``: ``importance`` one ``k`` per private token; ``snr`` none for a user's
-own tokens (the user applies the same table to the SNR it reported itself, as both ends hold the
-table); both one per public vector (whose ``k`` depends on the other users; charged to the first
-row that receives it).
+counted in ``overhead_bits``: ``importance`` one ``k`` per private token and one per public vector
+(whose ``k`` depends on the other users; charged to the first row that receives it); ``snr`` none:
+a user applies the same table to the SNR it reported itself (both ends hold the table), and decodes
+a public vector from the first ``k`` of its own symbols, which the nested codec allows whatever
+larger ``k`` the vector went at for the others. At an SNR where every user needs ``c``, ``snr`` is
+the fixed system exactly, bytes included.
 
 The recovery estimate assumes AWGN at the user's reported (average) SNR with the MMSE equaliser of
 :class:`channels.flat.AWGNChannel`; under fading it is optimistic (raise ``target`` for margin).
@@ -182,11 +184,15 @@ class RateDecision:
         private_rates: ``[rows, T]`` int64, ``k`` of each private token (0 elsewhere).
         public_rates: ``[P]`` int64, ``k`` of each public vector.
         signalling_bits: per row, the rate-signalling bits charged to it.
+        row_rates: ``snr``: ``[rows]`` int64, each row's own ``k``, which its user also decodes the
+            public vectors from (their first ``k`` symbols); None: public tokens decode at their
+            vector's ``k``.
     """
 
     private_rates: torch.Tensor
     public_rates: torch.Tensor
     signalling_bits: list[int]
+    row_rates: torch.Tensor | None = None
 
 
 def token_recovery(codec, tokens: torch.Tensor, hidden: torch.Tensor, token_mask: torch.Tensor,
@@ -235,8 +241,7 @@ def decide_rates(setting, codec, table: RateTable | None, tokens: torch.Tensor, 
             private_rates[r][private_mask[r]] = row_rate[r]
         for p, group in enumerate(listeners):
             public_rates[p] = max(row_rate[r] for r in group)
-            bits[group[0]] += per_decision
-        return RateDecision(private_rates, public_rates, bits)
+        return RateDecision(private_rates, public_rates, bits, torch.tensor(row_rate, dtype=torch.long))
 
     # importance: per token
     where = private_mask.nonzero()

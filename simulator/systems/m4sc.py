@@ -41,14 +41,16 @@ class _EncodedBatch:
 @dataclass
 class _SharedBatch:
     """A sharing plan with the broadcast's symbols: ``public_symbols [P, c]`` complex64. Adapted
-    plans also carry the unicast symbols at their rates (``private_symbols [rows, T, c]``) and the
-    rates (``private_rates [rows, T]``, ``public_rates [P]``); None: every token at ``c``."""
+    plans also carry the unicast symbols at their rates (``private_symbols [rows, T, c]``), the rates
+    sent (``private_rates [rows, T]``, ``public_rates [P]``) and the rate each row decodes each token
+    at (``decode_rates [rows, T]``); None: every token at ``c``."""
 
     sharing: Any  # simulator.sharing.SharingPlan
     public_symbols: torch.Tensor
     private_symbols: torch.Tensor | None = None
     private_rates: torch.Tensor | None = None
     public_rates: torch.Tensor | None = None
+    decode_rates: torch.Tensor | None = None
 
 
 class M4SCSystem(System):
@@ -191,6 +193,7 @@ class M4SCSystem(System):
         from dataclasses import replace
 
         from simulator.adaptation import decide_rates
+        from simulator.sharing import recombine
 
         if setting.mode == "fixed":
             return plan
@@ -206,7 +209,11 @@ class M4SCSystem(System):
             public_symbols = self.codec.channel_encoder(sharing.public_vectors.to(weight.device),
                                                         decision.public_rates.to(weight.device)).cpu()
         public_rates = decision.public_rates
-        received_rates = self._received_rates(decision.private_rates, public_rates, sharing)
+        rows = len(plan.tokens)
+        # A public token is decoded at its vector's k, or (snr policy) from the first k of the row's own.
+        public_decode = public_rates.view(1, -1).expand(rows, -1) if decision.row_rates is None else \
+            decision.row_rates.view(-1, 1).expand(-1, sharing.num_public)
+        decode_rates = recombine(public_decode, decision.private_rates, sharing)
         shares = []
         for row in range(len(plan.tokens)):
             used = torch.unique(sharing.public_index[row][sharing.public_mask[row]])
@@ -217,8 +224,9 @@ class M4SCSystem(System):
             unicast_symbols=[int(n) for n in decision.private_rates.sum(-1).tolist()],
             overhead_bits=[b + s for b, s in zip(plan.overhead_bits, decision.signalling_bits)],
             public_symbol_share=shares,
-            token_symbols=[int(n) for n in (received_rates * sent.token_mask).sum(-1).tolist()],
-            detail=_SharedBatch(sharing, public_symbols, private_symbols, decision.private_rates, public_rates),
+            token_symbols=[int(n) for n in (decode_rates * sent.token_mask).sum(-1).tolist()],
+            detail=_SharedBatch(sharing, public_symbols, private_symbols, decision.private_rates, public_rates,
+                                decode_rates),
         )
 
     def _token_recovery(self, encoded: _EncodedBatch, snr_db: torch.Tensor) -> torch.Tensor:
@@ -235,14 +243,6 @@ class M4SCSystem(System):
         while len(self._recovery) > 4096:
             self._recovery.pop(next(iter(self._recovery)))
         return recovery
-
-    @staticmethod
-    def _received_rates(private_rates: torch.Tensor, public_rates: torch.Tensor, sharing) -> torch.Tensor:
-        """``[rows, T]`` the rate each row receives each token at (public tokens: their vector's)."""
-        from simulator.sharing import recombine
-
-        rows = private_rates.shape[0]
-        return recombine(public_rates.view(1, -1).expand(rows, -1), private_rates, sharing)
 
     # ---- 3. deliver --------------------------------------------------------------------------
     @torch.inference_mode()
@@ -277,8 +277,8 @@ class M4SCSystem(System):
 
         combined = recombine(public_received, private_received, sharing)
         rates = None
-        if shared.private_rates is not None:
-            rates = self._received_rates(shared.private_rates, shared.public_rates, sharing).clamp(min=1).to(self.device)
+        if shared.decode_rates is not None:
+            rates = shared.decode_rates.clamp(min=1).to(self.device)
         decoded, texts = self.receiver(combined.to(self.device), sent.token_mask.to(self.device), rates)
         decoded = decoded.cpu()
         deliveries = []

@@ -214,7 +214,19 @@ def test_snr_policy_uses_one_rate_per_user_and_the_public_vector_serves_the_wors
                             torch.tensor([25.0, 5.0, 25.0]))
     assert set(decision.private_rates[2][sharing.private_mask[2]].tolist()) == {8}
     assert decision.public_rates.tolist() == [64] * sharing.num_public  # user 1 at 5 dB reads the 0 dB row
-    assert decision.signalling_bits == [2 * sharing.num_public, 0, 0]  # own k: implicit from the SNR
+    assert decision.signalling_bits == [0, 0, 0]  # own k: implicit from the SNR; public ones decode at it
+    assert sharing.num_public > 0 and decision.row_rates.tolist() == [8, 64, 8]
+    system.rate_table = table
+    try:
+        adapted = system.adapt(encoded, plan, torch.tensor([25.0, 5.0, 25.0]), AdaptationSetting(mode="snr"))
+    finally:
+        system.rate_table = None
+    assert adapted.overhead_bits == plan.overhead_bits  # nothing signalled beyond the sharing map
+    decode = adapted.detail.decode_rates
+    for row, k in enumerate([8, 64, 8]):  # every token of a row, public ones included, decodes at its own k
+        assert set(decode[row][sent.token_mask[row]].tolist()) == {k}
+        assert adapted.token_symbols[row] == k * int(sent.token_mask[row].sum())
+    assert adapted.broadcast_symbols == 64 * sharing.num_public  # sent at the largest k of the group
 
 
 def test_adaptation_settings_are_variants_with_their_own_rows(base_scenario, write_scenario, run_cli, tmp_path,
