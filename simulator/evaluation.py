@@ -33,7 +33,13 @@ def default_checkpoint() -> Path:
 
 @dataclass
 class EvalSample:
-    """One task instance: ``image`` ``[3, H, W]`` float in [0, 1] or None; ``references`` are the accepted outputs."""
+    """One task instance: ``image`` ``[3, H, W]`` float in [0, 1] or None; ``references`` are the accepted outputs.
+
+    Not :class:`simulator.workload.Task`, which names its image file for the engine's pool to load:
+    an eval sample carries its pixels, because some exist only in memory (the oracle's rendered
+    attribute images, :mod:`simulator.training.oracle`). Both reach the codec the same way, as
+    ``(kind, text, image)`` through :meth:`simulator.models.transceiver.Transmitter.send`.
+    """
 
     task: str
     input_text: str | None
