@@ -2,7 +2,7 @@
 (:mod:`simulator.baselines.train_config`; the first key ``model: deepsc | deepsc_vqa`` selects the model).
 Evaluation is :mod:`simulator.baselines.evaluate`, the model card :mod:`simulator.baselines.model_card`.
 
-The loop follows the M4SC trainer (:mod:`simulator.training.trainer`): AdamW, linear warm-up then
+The loop is the M4SC trainer's (:func:`simulator.training.loop.fit`): AdamW, linear warm-up then
 cosine decay, gradient clipping at 1, batch ``k`` drawn from a generator seeded by
 ``(seed, model, k)`` (:func:`simulator.training.data.batch_generator`), so a resumed run sees exactly
 the batches and channel draws of an uninterrupted one; atomic checkpoints; a CSV log.
@@ -97,8 +97,7 @@ def _run_loop(config: RunConfig, model: torch.nn.Module, batch_loss: Callable[[i
     and channel from ``batch_generator(seed, model, step)``.
     """
     from simulator.training.data import batch_generator
-    from simulator.training.step_log import StepLog
-    from simulator.training.trainer import cosine_lr
+    from simulator.training.loop import StepLog, fit
 
     schedule = config.training
     out_dir = Path(config.out_dir)
@@ -122,27 +121,23 @@ def _run_loop(config: RunConfig, model: torch.nn.Module, batch_loss: Callable[[i
         logger.info("%s: resuming at step %d", config.model, start)
     model.train()
     log = StepLog(log_path, LOG_COLUMNS, schedule.steps, start, config.log_every, config.model, progress)
-    for step in range(start, schedule.steps):
-        lr = schedule.lr * cosine_lr(step, schedule)
+
+    def step_loss(step: int) -> tuple[float, int]:
         # Dropout draws from the global generator: seed it per step so that a resume is exact.
         torch.manual_seed(batch_generator(config.seed, f"{config.model}/dropout", step).initial_seed())
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         loss, samples = batch_loss(step)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        done = step + 1
-        log.step(done, float(loss.detach()), lr, samples)
-        if done % config.checkpoint_every == 0 and done < schedule.steps:
-            def save_checkpoint(path: Path, step_done: int = done) -> None:
-                save(model, path)
-                torch.save({"step": step_done, "optimizer": optimizer.state_dict()}, path / STATE_FILE)
+        return float(loss.detach()), samples
 
-            write_dir_atomically(save_checkpoint, checkpoint_dir)
-            logger.info("%s: checkpoint at step %d", config.model, done)
-    log.close()
+    def save_checkpoint(done: int) -> None:
+        def write(path: Path) -> None:
+            save(model, path)
+            torch.save({"step": done, "optimizer": optimizer.state_dict()}, path / STATE_FILE)
+
+        write_dir_atomically(write, checkpoint_dir)
+        logger.info("%s: checkpoint at step %d", config.model, done)
+
+    fit(optimizer, params, schedule, start, step_loss, log, config.checkpoint_every, save_checkpoint)
     model.eval()
     write_dir_atomically(lambda path: save(model, path), final_dir)
     if checkpoint_dir.exists():

@@ -13,7 +13,6 @@ Folder layout of a run (``out_dir``)::
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from simulator.errors import UserError
 from simulator.files import drop_csv_rows, write_dir_atomically
 from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training import stages as stage_fns
-from simulator.training.config import DEFAULT_TRAINABLE, StageConfig, TrainConfig
+from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig
 from simulator.training.data import (
     TaskData,
     batch_generator,
@@ -33,7 +32,7 @@ from simulator.training.data import (
     load_task_data,
     task_weights,
 )
-from simulator.training.step_log import StepLog
+from simulator.training.loop import StepLog, fit
 
 __all__ = ["Trainer"]
 
@@ -42,15 +41,6 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 TOWER_FILE = "siglip_text_tower.safetensors"
 LOG_COLUMNS = ("stage", "step", "loss", "lr", "samples_per_s", "elapsed_s")
-
-
-def cosine_lr(step: int, stage: StageConfig) -> float:
-    """Learning-rate multiplier at optimizer step ``step``: linear warm-up, then cosine to ``min_lr_ratio``."""
-    if stage.warmup_steps and step < stage.warmup_steps:
-        return (step + 1) / stage.warmup_steps
-    span = max(1, stage.steps - stage.warmup_steps)
-    progress = min(1.0, (step - stage.warmup_steps) / span)
-    return stage.min_lr_ratio + (1 - stage.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -243,10 +233,9 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype is torch.float16 else None
         log = StepLog(log_path, LOG_COLUMNS, stage.steps, start, self.config.log_every, f"stage {name}", self.progress,
                       fixed={"stage": name}, write=self.rank == 0)
-        for step in range(start, stage.steps):
-            lr = stage.lr * cosine_lr(step, stage)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        samples = stage.batch_size * stage.grad_accum * self.world_size
+
+        def step_loss(step: int) -> tuple[float, int]:
             total = 0.0
             for micro in range(stage.grad_accum):
                 # Rank r of W takes micro-batches r, W + r, ...: W ranks x A micro-batches equal
@@ -257,22 +246,11 @@ class Trainer:
                 scaled = loss / stage.grad_accum
                 (scaler.scale(scaled) if scaler else scaled).backward()
                 total += float(loss.detach()) / stage.grad_accum
-            if self.world_size > 1:
-                total = _average_gradients(params, total, self.world_size)
-            if scaler:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            log.step(done, total, lr, stage.batch_size * stage.grad_accum * self.world_size)
-            if done % self.config.checkpoint_every == 0 and done < stage.steps:
-                self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done)
-        log.close()
+            return total, samples
+
+        reduce = (lambda total: _average_gradients(params, total, self.world_size)) if self.world_size > 1 else None
+        fit(optimizer, params, stage, start, step_loss, log, self.config.checkpoint_every,
+            lambda done: self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done), scaler, reduce)
         model.eval()
         if self.rank == 0:
             def write_final(folder: Path) -> None:

@@ -8,7 +8,8 @@ import torch
 
 from simulator.errors import UserError
 from simulator.training.stages import _group_of
-from simulator.training.trainer import Trainer, cosine_lr
+from simulator.training.loop import cosine_lr
+from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
 
 EXPECTED_GROUPS = {
