@@ -63,7 +63,6 @@ class PipelineBench:
 
     def __init__(self, checkpoint=None, num_tasks: int = 256, threshold: float = 0.95, snr_db: float = 10.0,
                  generation_batch_size: int | None = None, device="cpu"):
-        from simulator.data.templates import render_prompt
         from simulator.evaluation import default_checkpoint, load_eval_samples
         from simulator.models.checkpoint import load_codec
         from simulator.sharing import SemanticComparator
@@ -78,11 +77,9 @@ class PipelineBench:
             generation_batch_size = ModelSection.model_fields["generation_batch_size"].default
         self.generation_batch_size = generation_batch_size
         samples = load_eval_samples("vqa", num_tasks)
-        instruction = self.model.config.instructions.get("vqa")
-        self.prompts = [render_prompt("vqa", s.input_text, "", instruction) for s in samples]
-        size = int(self.model.vision.config.image_size)
-        self.images = torch.stack([torch.nn.functional.interpolate(s.image[None], size=(size, size))[0]
-                                   if s.image.shape[-1] != size else s.image for s in samples]).to(self.device) * 2 - 1
+        # Prepared once, outside the timed passes.
+        self.prompts, images, _ = self.transmitter.inputs([("vqa", s.input_text, s.image) for s in samples])
+        self.images = images.to(self.device)
         self.answers = [s.references[0] for s in samples]
 
     def use_model(self, model) -> None:

@@ -85,8 +85,8 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     :attr:`~simulator.models.config.CodecConfig.rates`); None: all ``c``.
 
     Row keys: ``task``, ``channel``, ``snr_db``, ``accuracy`` (vqa/classify) or ``bleu`` and
-    ``rouge_l`` (caption), ``accuracy_noiseless`` / ``bleu4_noiseless`` (the BS's own output, before the channel; the
-    names of ``metrics.parquet``),
+    ``rouge_l`` (caption), ``accuracy_noiseless`` / ``bleu4_noiseless`` (the BS's own output, before
+    the channel; the names of ``metrics.parquet``),
     ``num_samples``, ``symbols_per_sample`` (mean complex channel uses per sample).
     """
     from channels.conventions import snr_db_to_no
@@ -101,6 +101,10 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     references = [s.references for s in samples]
     receiver = Receiver.from_model(model)
     c = model.config.channel_symbols_per_token
+    try:
+        block = semantic_channel(channel, coherence_symbols=c)  # one fade per token
+    except ValueError as err:
+        raise UserError(str(err)) from None
     sent = transmit(model, samples, batch_size)
     if rate is not None:
         sent = [_at_rate(model, t, rate) for t in sent]
@@ -108,10 +112,6 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
     bs_scores = {f"{k}_noiseless": v for k, v in task_score(task, bs_texts, references, rouge=True).items()}
     symbols = float(sum(int(t.token_mask.sum()) for t in sent)) * (rate or c) / len(samples)
     rows = []
-    try:
-        block = semantic_channel(channel, coherence_symbols=c)  # one fade per token
-    except ValueError as err:
-        raise UserError(str(err)) from None
     for snr_db in snr_db_list:
         generator = torch.Generator().manual_seed(seed)
         texts = []

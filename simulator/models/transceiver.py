@@ -71,10 +71,12 @@ class Transmitter(nn.Module):
         symbols = symbols * generation.token_mask.unsqueeze(-1)
         return Transmission(generation.tokens, generation.token_mask, generation.hidden, symbols)
 
-    def send(self, tasks: list[tuple[str, str | None, torch.Tensor | None]], max_new_tokens: int | None = None) -> Transmission:
-        """Encode users' tasks given as ``(kind, input text, image)``: the one place prompts are rendered
-        (the codec's instruction for ``kind``) and images prepared. An image is ``[3, H, W]`` float in
-        [0, 1] (resized to the vision encoder's size if it differs) or None (text task: zeros, masked)."""
+    def inputs(self, tasks: list[tuple[str, str | None, torch.Tensor | None]]):
+        """The forward pass's inputs for users' tasks given as ``(kind, input text, image)``: the one
+        place prompts are rendered (the codec's instruction for ``kind``) and images prepared. An image
+        is ``[3, H, W]`` float in [0, 1] (resized to the vision encoder's size if it differs) or None
+        (text task: zeros, masked). Returns ``(prompts, pixel_values [batch, 3, S, S] in [-1, 1] or
+        None, has_image [batch] bool or None)``."""
         from simulator.data.templates import render_prompt
 
         instructions = self.model.config.instructions
@@ -85,7 +87,11 @@ class Transmitter(nn.Module):
             pixel_values = torch.stack([_resized(image, size) if image is not None else torch.zeros(3, size, size)
                                         for _, _, image in tasks]) * 2 - 1
             has_image = torch.tensor([image is not None for _, _, image in tasks])
-        return self(prompts, pixel_values, has_image, max_new_tokens)
+        return prompts, pixel_values, has_image
+
+    def send(self, tasks: list[tuple[str, str | None, torch.Tensor | None]], max_new_tokens: int | None = None) -> Transmission:
+        """Encode users' tasks given as ``(kind, input text, image)`` (see :meth:`inputs`)."""
+        return self(*self.inputs(tasks), max_new_tokens)
 
 
 def _resized(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -41,16 +41,24 @@ class _EncodedBatch:
 @dataclass
 class _SharedBatch:
     """A sharing plan with the broadcast's symbols: ``public_symbols [P, c]`` complex64. Adapted
-    plans also carry the unicast symbols at their rates (``private_symbols [rows, T, c]``), the rates
-    sent (``private_rates [rows, T]``, ``public_rates [P]``) and the rate each row decodes each token
-    at (``decode_rates [rows, T]``); None: every token at ``c``."""
+    plans also carry the unicast symbols at their rates (``private_symbols [rows, T, c]``, zero after
+    each token's ``k``) and the rate each row decodes each token at (``decode_rates [rows, T]``);
+    None: every token at ``c``."""
 
     sharing: Any  # simulator.sharing.SharingPlan
     public_symbols: torch.Tensor
     private_symbols: torch.Tensor | None = None
-    private_rates: torch.Tensor | None = None
-    public_rates: torch.Tensor | None = None
     decode_rates: torch.Tensor | None = None
+
+
+def _public_shares(sharing, public_rates: torch.Tensor) -> list[float]:
+    """Each row's share of the broadcast symbols: a public vector's ``public_rates[p]`` symbols split
+    evenly among the users that share it."""
+    shares = []
+    for row in range(sharing.public_mask.shape[0]):
+        used = torch.unique(sharing.public_index[row][sharing.public_mask[row]])
+        shares.append(float(sum(int(public_rates[p]) / int(sharing.public_users[p]) for p in used.tolist())))
+    return shares
 
 
 class M4SCSystem(System):
@@ -168,10 +176,6 @@ class M4SCSystem(System):
             public_symbols = torch.zeros(0, c, dtype=torch.complex64)
         rows = sent.tokens.shape[0]
         public_mask = sharing.public_mask
-        shares = []
-        for row in range(rows):
-            used = torch.unique(sharing.public_index[row][public_mask[row]])
-            shares.append(float(sum(c / int(sharing.public_users[p]) for p in used.tolist())))
         tokens = sent.token_mask.sum(-1)
         public_tokens = public_mask.sum(-1)
         return BatchPlan(
@@ -179,7 +183,7 @@ class M4SCSystem(System):
             broadcast_rows=[r for r in range(rows) if bool(public_mask[r].any())],
             unicast_symbols=[int(n) * c for n in sharing.private_mask.sum(-1).tolist()],
             overhead_bits=[int(b) for b in sharing.overhead_bits.tolist()],
-            public_symbol_share=shares,
+            public_symbol_share=_public_shares(sharing, torch.full((sharing.num_public,), c)),
             tokens=[int(n) for n in tokens.tolist()],
             public_tokens=[int(n) for n in public_tokens.tolist()],
             detail=_SharedBatch(sharing, public_symbols),
@@ -214,19 +218,14 @@ class M4SCSystem(System):
         public_decode = public_rates.view(1, -1).expand(rows, -1) if decision.row_rates is None else \
             decision.row_rates.view(-1, 1).expand(-1, sharing.num_public)
         decode_rates = recombine(public_decode, decision.private_rates, sharing)
-        shares = []
-        for row in range(len(plan.tokens)):
-            used = torch.unique(sharing.public_index[row][sharing.public_mask[row]])
-            shares.append(float(sum(int(public_rates[p]) / int(sharing.public_users[p]) for p in used.tolist())))
         return replace(
             plan,
             broadcast_symbols=int(public_rates.sum()),
             unicast_symbols=[int(n) for n in decision.private_rates.sum(-1).tolist()],
             overhead_bits=[b + s for b, s in zip(plan.overhead_bits, decision.signalling_bits)],
-            public_symbol_share=shares,
+            public_symbol_share=_public_shares(sharing, public_rates),
             token_symbols=[int(n) for n in (decode_rates * sent.token_mask).sum(-1).tolist()],
-            detail=_SharedBatch(sharing, public_symbols, private_symbols, decision.private_rates, public_rates,
-                                decode_rates),
+            detail=_SharedBatch(sharing, public_symbols, private_symbols, decode_rates),
         )
 
     def _token_recovery(self, encoded: _EncodedBatch, snr_db: torch.Tensor) -> torch.Tensor:
