@@ -276,8 +276,8 @@ class AdaptationSetting(StrictModel):
     ``fixed``: every token at all ``c`` symbols. ``snr``: one ``k`` per user, the smallest of the
     codec's rates whose calibrated token recovery at the user's reported SNR is at least ``target``
     x that of ``k = c`` (the checkpoint's ``rate_table.json``). ``importance``: one ``k`` per token,
-    the smallest whose estimated recovery of *that* token at the user's SNR is at least ``target`` x
-    its recovery at ``k = c``; with ``budget``, at most ``budget x c`` symbols per token on average
+    the smallest that keeps at least ``target`` of the noisy receptions of *that* token at the user's
+    SNR that ``k = c`` recovers (1.0: all of them); with ``budget``, at most ``budget x c`` symbols per token on average
     per user and batch (the least damaging reductions first).
     """
 

@@ -11,7 +11,7 @@ from channels.conventions import snr_db_to_no
 from channels.flat import AWGNChannel
 from channels.randomness import user_generators
 from simulator.adaptation import (RateTable, decide_rates, rate_bits, recovery_probability, reduce_to_budget,
-                                  smallest_rate)
+                                  signalling_bits, smallest_rate)
 from simulator.links import BROADCAST_STREAM, UNICAST_STREAM
 from simulator.workload import TaskPool
 from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
@@ -130,6 +130,29 @@ def test_recovery_is_certain_at_high_snr_and_grows_with_the_rate(nested):
     assert low[-1] >= low[0]
 
 
+def test_signalling_is_one_flag_bit_when_every_token_is_at_the_full_rate():
+    full = 5
+    assert signalling_bits(torch.tensor([], dtype=torch.long), full, 3) == 0
+    assert signalling_bits(torch.tensor([5, 5, 5]), full, 3) == 1
+    assert signalling_bits(torch.tensor([5, 2, 5, 5]), full, 3) == 1 + 3 * 4
+
+
+def test_paired_recovery_counts_only_the_full_rates_recoveries(nested):
+    """Paired recovery at k is P(k and c decode) over the same draws: at most either marginal, at
+    least their Frechet lower bound, and the marginal itself at the full rate."""
+    system, pool = nested
+    sent = system.encode(pool.tasks["vqa"][:4]).transmission
+    hidden, tokens = sent.hidden[sent.token_mask], sent.tokens[sent.token_mask]
+    snr = torch.full((len(tokens),), 0.0)
+    marginal = recovery_probability(system.codec, hidden, tokens, snr, RATES, draws=64)
+    paired = recovery_probability(system.codec, hidden, tokens, snr, RATES, draws=64, paired=True)
+    full = marginal[:, -1:]
+    assert torch.equal(paired[:, -1], marginal[:, -1])
+    assert bool((paired <= torch.minimum(marginal, full) + 1e-6).all())
+    assert bool((paired >= marginal + full - 1 - 1e-6).all())
+    assert bool((paired[:, :-1] < marginal[:, :-1]).any()), "no draw where a prefix wins and the full rate loses"
+
+
 @pytest.mark.parametrize("budget", [0.125, 0.3, 0.5])
 def test_importance_policy_never_exceeds_its_budget(nested, budget):
     system, pool = nested
@@ -195,7 +218,9 @@ def test_fixed_adaptation_is_the_plan_itself_and_full_rate_importance_decodes_al
     adapted = system.adapt(encoded, plan, torch.full((3,), 300.0), AdaptationSetting(mode="importance", target=1.0))
     tokens = encoded.transmission.token_mask.sum(-1).tolist()
     assert all(u <= n * 64 for u, n in zip(adapted.unicast_symbols, tokens))
-    assert adapted.overhead_bits == [rate_bits(len(RATES)) * n for n in tokens]
+    assert any(u < n * 64 for u, n in zip(adapted.unicast_symbols, tokens))
+    assert adapted.overhead_bits == [1 + rate_bits(len(RATES)) * n if u < n * 64 else 1
+                                     for u, n in zip(adapted.unicast_symbols, tokens)]
     clean = system.deliver(encoded, plan, [0, 1, 2], _link(3, 300.0))
     assert [d.prediction for d in system.deliver(encoded, adapted, [0, 1, 2], _link(3, 300.0))] == \
         [d.prediction for d in clean]
