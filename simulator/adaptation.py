@@ -99,8 +99,8 @@ def recovery_probability(codec, hidden: torch.Tensor, tokens: torch.Tensor, snr_
         decoded = codec.logits(codec.channel_decoder(x_hat, k_per_token.unsqueeze(1).expand(-1, draws))).argmax(-1)
         correct.append(decoded == tokens.unsqueeze(1))  # [N, draws]
     if paired:
-        correct = [c & correct[-1] for c in correct]
-    return torch.stack([c.float().mean(-1).cpu() for c in correct], dim=-1)
+        correct = [ok & correct[-1] for ok in correct]
+    return torch.stack([ok.float().mean(-1).cpu() for ok in correct], dim=-1)
 
 
 def smallest_rate(recovery: torch.Tensor, target: float) -> torch.Tensor:
