@@ -277,8 +277,8 @@ class AdaptationSetting(StrictModel):
     codec's rates whose calibrated token recovery at the user's reported SNR is at least ``target``
     x that of ``k = c`` (the checkpoint's ``rate_table.json``). ``importance``: one ``k`` per token,
     the smallest that keeps at least ``target`` of the noisy receptions of *that* token at the user's
-    SNR that ``k = c`` recovers (1.0: all of them); with ``budget``, at most ``budget x c`` symbols per token on average
-    per user and batch (the least damaging reductions first).
+    SNR that ``k = c`` recovers (1.0: all of them); with ``budget``, at most ``budget x c`` symbols
+    per token on average per user and batch (the least damaging reductions first).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
