@@ -74,6 +74,8 @@ class DeepSCVQAConfig(StoredConfig):
         vision_encoder: a pretrained image encoder instead of the CNN (:class:`VisionEncoderConfig`);
             None: the CNN, trained from scratch.
         text_only: the text-only ablation: no image user, the answer comes from the question alone.
+        grounding_weight: weight of the grounding loss added to the answer loss in training (0: off);
+            needs object tokens (see :meth:`DeepSCVQA.grounding_loss`).
     """
 
     KIND = "deepsc_vqa"
@@ -95,6 +97,7 @@ class DeepSCVQAConfig(StoredConfig):
     pad_token_id: int = 0
     vision_encoder: VisionEncoderConfig | None = None
     text_only: bool = False
+    grounding_weight: float = 0.0
 
     def __post_init__(self):
         self.answers = tuple(self.answers)
@@ -116,6 +119,21 @@ class DeepSCVQAConfig(StoredConfig):
         elif self.image_size % CONV_DOWNSAMPLING:
             raise ValueError(f"deepsc_vqa.image_size must be a multiple of {CONV_DOWNSAMPLING}, got {self.image_size}")
         self.check_transformer(self.answers, "answers")
+        self.check_grounding_weight(self.grounding_weight)
+        if self.grounding and (self.vision_encoder is None or self.vision_encoder.tokens != "objects"):
+            raise ValueError("deepsc_vqa.grounding_weight needs object tokens (vision_encoder.tokens: objects)")
+
+    @staticmethod
+    def check_grounding_weight(weight) -> None:
+        """Raise ValueError unless ``weight`` is a number >= 0."""
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ValueError(f"deepsc_vqa.grounding_weight must be a number >= 0, got {weight!r}")
+
+    @property
+    def grounding(self) -> bool:
+        """Whether training adds the grounding loss (``grounding_weight`` > 0 and an image user; the
+        text-only ablation of a grounded recipe has nothing to ground)."""
+        return bool(self.grounding_weight) and not self.text_only
 
     @property
     def image_tokens(self) -> int:
@@ -186,6 +204,8 @@ class DeepSCVQA(WordModel):
             self.receiver_image_positions = nn.Parameter(torch.randn(c.image_tokens, d) * 0.02)
         self.reasoning = transformer_encoder(d, c.num_heads, c.ffn_dim, c.num_reasoning_layers, c.dropout)
         self.answer_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, len(c.answers)))
+        if c.grounding:
+            self.grounding_head = nn.Linear(d, d, bias=False)  # training only
 
     # ---- transmitters --------------------------------------------------------------------------
     def copy_vision_from(self, codec: nn.Module) -> None:
@@ -207,14 +227,21 @@ class DeepSCVQA(WordModel):
             unit_mask = torch.zeros(images.shape[0], 0, dtype=torch.bool, device=self.device)
             return SemanticTransmission(torch.zeros(images.shape[0], 0, dtype=torch.complex64, device=self.device),
                                         unit_mask, self.config.symbols_per_image_token)
+        return self._transmit_image(images)[0]
+
+    def _transmit_image(self, images: torch.Tensor) -> tuple[SemanticTransmission, torch.Tensor | None]:
+        """:meth:`transmit_image` and, with object tokens, each slot's attribute values ``[batch, K, 4]``
+        (:meth:`PretrainedImageEncoder.encode`)."""
         images = images.to(self.device, torch.float32)
+        values = None
         if self.config.vision_encoder is None:
             features = self.image_encoder(images)
             unit_mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         else:
-            features, unit_mask = self.image_encoder(images)
-        return SemanticTransmission(self.image_channel_encoder(features, unit_mask), unit_mask,
-                                    self.config.symbols_per_image_token)
+            features, unit_mask, values = self.image_encoder.encode(images)
+        transmission = SemanticTransmission(self.image_channel_encoder(features, unit_mask), unit_mask,
+                                            self.config.symbols_per_image_token)
+        return transmission, values
 
     def transmit_question_ids(self, ids: torch.Tensor, unit_mask: torch.Tensor) -> SemanticTransmission:
         """Text user: ``[batch, words]`` ids + mask -> ``[batch, words * symbols_per_word]`` complex64."""
@@ -259,6 +286,13 @@ class DeepSCVQA(WordModel):
         Returns:
             ``[batch, num_answers]`` float32 logits.
         """
+        fused, keep = self._fuse(image_received, text_received, text_mask, image_mask)
+        return self.answer_head(masked_mean(fused, keep))
+
+    def _fuse(self, image_received: torch.Tensor, text_received: torch.Tensor, text_mask: torch.Tensor,
+              image_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reasoning module's output ``[batch, 1 + words + image_tokens, d]`` (answer query,
+        question words, image tokens) and which positions are real ``[batch, 1 + words + image_tokens]``."""
         text_features = self.word_positions(self.text_channel_decoder(text_received)) + self.modality_embedding[0]
         batch = text_features.shape[0]
         query = self.answer_query.expand(batch, 1, -1)
@@ -272,8 +306,7 @@ class DeepSCVQA(WordModel):
             keeps.append(image_mask.to(text_mask.device))
         sequence = torch.cat(parts, dim=1)
         keep = torch.cat(keeps, dim=1)
-        fused = self.reasoning(sequence, src_key_padding_mask=~keep)
-        return self.answer_head(masked_mean(fused, keep))
+        return self.reasoning(sequence, src_key_padding_mask=~keep), keep
 
     # ---- both sides ----------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, ids: torch.Tensor, unit_mask: torch.Tensor,
@@ -301,9 +334,71 @@ class DeepSCVQA(WordModel):
     def loss(self, images: torch.Tensor, ids: torch.Tensor, unit_mask: torch.Tensor, answer_ids: torch.Tensor,
              channel: nn.Module | None = None, no: float | torch.Tensor = 0.0, image_stream=None,
              text_stream=None) -> torch.Tensor:
-        """Answer cross-entropy (the paper's task loss) through the channel; scalar float32."""
-        out = self.forward(images, ids, unit_mask, channel, no, image_stream, text_stream)
-        return F.cross_entropy(out.logits, answer_ids)
+        """Answer cross-entropy (the paper's task loss) through the channel, plus
+        ``grounding_weight`` x :meth:`grounding_loss`; scalar float32."""
+        if not self.config.grounding:
+            out = self.forward(images, ids, unit_mask, channel, no, image_stream, text_stream)
+            return F.cross_entropy(out.logits, answer_ids)
+        image, values = self._transmit_image(images)
+        text = self.transmit_question_ids(ids, unit_mask)
+        image_received = pass_through_channel(image, channel, no, image_stream)
+        text_received = pass_through_channel(text, channel, no, text_stream)
+        fused, keep = self._fuse(image_received, text_received, unit_mask, image.unit_mask)
+        answer_loss = F.cross_entropy(self.answer_head(masked_mean(fused, keep)), answer_ids)
+        words = ids.shape[1]
+        grounding = self.grounding_loss(fused[:, 1:1 + words], fused[:, 1 + words:], ids, unit_mask, values,
+                                        image.unit_mask)
+        return answer_loss + self.config.grounding_weight * grounding
+
+    def grounding_loss(self, word_features: torch.Tensor, object_features: torch.Tensor, ids: torch.Tensor,
+                       unit_mask: torch.Tensor, values: torch.Tensor, object_mask: torch.Tensor) -> torch.Tensor:
+        """Whether each question word names an attribute of each sent object, read from the receiver's
+        fused features: binary cross-entropy of ``grounding_head(object) . word / sqrt(d)`` against
+        "the word is the object's colour, shape (singular or plural), size or material" as the
+        transmitter's object head sees the object. Only attribute words count.
+
+        DeepSC-VQA trained on answers alone answers from the question: the answer loss does not teach
+        the receiver which object a question refers to. This is the counterpart of M4SC's alignment
+        stage (its LLM learns to name the objects of its image tokens), with labels from the frozen
+        pretrained encoder, so it needs no scene files.
+
+        Args:
+            word_features: ``[batch, words, d]``; object_features: ``[batch, K, d]`` (reasoning output).
+            ids, unit_mask: ``[batch, words]`` question word ids / which are real.
+            values: ``[batch, K, 4]`` int64 object attribute values (:meth:`PretrainedImageEncoder.encode`).
+            object_mask: ``[batch, K]`` bool, which objects were sent.
+
+        Returns:
+            Scalar float32 (0 when no pair counts).
+        """
+        attribute, value = self._word_attributes()[ids.to(self.device)].unbind(-1)  # [batch, words] each
+        scores = torch.einsum("bkd,bwd->bkw", self.grounding_head(object_features), word_features)
+        scores = scores / self.config.d_model ** 0.5
+        said = values.gather(-1, attribute.clamp(min=0).unsqueeze(1).expand(-1, values.shape[1], -1))
+        target = (said == value.unsqueeze(1)).to(scores.dtype)
+        counted = object_mask.unsqueeze(2) & (unit_mask & (attribute >= 0)).unsqueeze(1)
+        if not counted.any():
+            return scores.sum() * 0.0
+        return F.binary_cross_entropy_with_logits(scores[counted], target[counted])
+
+    def _word_attributes(self) -> torch.Tensor:
+        """``[vocab_size, 2]`` int64: for each word id the attribute it names (0 colour, 1 shape,
+        2 size, 3 material: :data:`simulator.models.mllm.OBJECT_CLASSES` order) and the value's index,
+        or ``(-1, -1)``."""
+        if getattr(self, "_word_attribute_table", None) is None:
+            from simulator.data.attributes import COLORS, MATERIALS, PLURAL_SHAPES, SHAPES, SIZES
+
+            if self.tokenizer is None:
+                raise ValueError("the grounding loss needs the question tokenizer")
+            table = torch.full((self.config.vocab_size, 2), -1, dtype=torch.long)
+            names = [(0, COLORS), (1, SHAPES), (1, tuple(PLURAL_SHAPES[s] for s in SHAPES)), (2, SIZES), (3, MATERIALS)]
+            for attribute, words in names:
+                for index, word in enumerate(words):
+                    word_ids = self.tokenizer.encode(word, add_special_tokens=False)
+                    if len(word_ids) == 1 and word_ids[0] != self.tokenizer.unk_token_id:
+                        table[word_ids[0]] = torch.tensor([attribute, index])
+            self._word_attribute_table = table.to(self.device)
+        return self._word_attribute_table
 
     @torch.no_grad()
     def answer(self, images: torch.Tensor, questions: list[str], channel: nn.Module | None = None,

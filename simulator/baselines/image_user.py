@@ -132,7 +132,18 @@ class PretrainedImageEncoder(nn.Module):
         return detect_objects(self.object_head, features, self.spec.max_objects)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, real, _ = self.encode(images)
+        return tokens, real
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward`'s tokens and mask, and with object tokens what the object head says each
+        object is: ``values [batch, K, 4]`` int64, the most probable colour, shape, size and material
+        (indices into :data:`simulator.data.attributes.COLORS`, ``SHAPES``, ``SIZES``, ``MATERIALS``);
+        None for patch tokens."""
+        from simulator.models.mllm import OBJECT_CLASSES, object_attribute_probabilities
+
         features = self.features(images)
+        values = None
         if self.spec.tokens == "patches":
             tokens = self.input(features) + self.positions.weight
             real = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
@@ -140,15 +151,16 @@ class PretrainedImageEncoder(nn.Module):
             patches, real = self.detect_objects(features)
             picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
             tokens = self.input(picked) + self.positions(patches)
+            probabilities = object_attribute_probabilities(self.object_head, picked)
             if self.spec.attributes:
-                from simulator.models.mllm import object_attribute_probabilities
-
-                tokens = tokens + self.attributes(object_attribute_probabilities(self.object_head, picked))
+                tokens = tokens + self.attributes(probabilities)
             tokens = tokens * real.unsqueeze(-1).to(picked.dtype)
+            # class 0 of each attribute is "no object centre here"
+            values = torch.stack([part[..., 1:].argmax(-1) for part in probabilities.split(OBJECT_CLASSES, dim=-1)], -1)
         # An image without objects would leave its slots nothing to attend to (NaN): let them attend
         # to each other; they are not sent.
         attend = real | ~real.any(dim=1, keepdim=True)
-        return self.encoder(tokens, src_key_padding_mask=~attend), real
+        return self.encoder(tokens, src_key_padding_mask=~attend), real, values
 
 
 def vision_encoder_from_codec(codec: nn.Module, image_size: int, tokens: str = "objects", freeze: bool = True,

@@ -33,10 +33,18 @@ def _image_user_description(model_config: dict) -> str:
                   f"{vision['max_objects']}; only found objects are sent and counted)")
     else:
         tokens = "its image tokens are all the encoder's patches"
+    extras = ""
+    if vision.get("attributes"):
+        extras += " plus a learned embedding of the object head's attribute probabilities"
+    grounding = ""
+    if model_config.get("grounding_weight"):
+        grounding = (f"Training adds the grounding loss (weight {model_config['grounding_weight']:g}): from the "
+                     f"receiver's fused features, whether each question word names an attribute of each sent "
+                     f"object, as the object head sees it. ")
     return (f"The SigLIP vision encoder of the M4SC codec `{vision['source']}` (the codec's stage-0 pre-training), "
             f"{'frozen' if vision['freeze'] else 'fine-tuned with the answer loss'}, in place of the paper's "
             f"pretrained ResNet-101; {tokens}, each mapped by a linear layer to d_model with a learned "
-            f"patch-position embedding. " + ablation)
+            f"patch-position embedding{extras}. " + grounding + ablation)
 
 
 def write_baseline_card(config: DeepSCTrainConfig | DeepSCVQATrainConfig, command: str) -> Path:

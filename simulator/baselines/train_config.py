@@ -117,6 +117,9 @@ class DeepSCVQATrainConfig(RunConfig):
         placeholders = {"vocab_size": 16, "answers": ("a", "b")}
         if self.vision_encoder is None or self.architecture.get("text_only"):
             placeholders["image_size"] = self.image_size  # the encoder's size is checked when it is loaded
+        elif self.vision_encoder.tokens == "objects":
+            placeholders["grounding_weight"] = 0.0  # valid with object tokens; its value is checked below
+            DeepSCVQAConfig.check_grounding_weight(self.architecture.get("grounding_weight", 0.0))
         _check_architecture(DeepSCVQAConfig, self.architecture, placeholders)
         return self
 

@@ -358,3 +358,79 @@ def test_the_shipped_recipe_starts_from_the_m4sc_stage0_encoder():
     assert config.clevr_dir == "data/clevr_small" and config.image_size == 96
     assert config.vision_encoder.model_dump() == {"checkpoint": "runs/train_tiny/stage0_vision/final",
                                                   "freeze": True, "tokens": "objects", "attributes": False}
+
+
+def test_grounding_loss_asks_whether_each_attribute_word_names_each_sent_objects_value(codec, tokenizer):
+    from simulator.data.attributes import COLORS, MATERIALS, SHAPES, SIZES
+
+    spec = vision_encoder_from_codec(codec, IMAGE_SIZE, "objects", True)
+    torch.manual_seed(0)
+    model = DeepSCVQA(_config(tokenizer, vision_encoder=spec, grounding_weight=0.5), tokenizer)
+    table = model._word_attributes()
+    expected_words = {"color": (-1, -1), "red": (0, COLORS.index("red")), "cube": (1, SHAPES.index("cube")),
+                      "spheres": (1, SHAPES.index("sphere")), "large": (2, SIZES.index("large")),
+                      "metal": (3, MATERIALS.index("metal"))}
+    for word, pair in expected_words.items():
+        assert table[tokenizer.convert_tokens_to_ids(word)].tolist() == list(pair), word
+
+    ids, unit_mask = model.tokenize(QUESTIONS)
+    batch, words, d = ids.shape[0], ids.shape[1], model.config.d_model
+    generator = torch.Generator().manual_seed(3)
+    word_features = torch.randn(batch, words, d, generator=generator)
+    object_features = torch.randn(batch, MAX_OBJECTS, d, generator=generator)
+    values = torch.stack([torch.randint(0, n - 1, (batch, MAX_OBJECTS), generator=generator) for n in OBJECT_CLASSES], -1)
+    object_mask = torch.tensor([[True, True, False], [False, False, False], [True, False, False], [True, True, True]])
+    scores, targets = [], []
+    for b in range(batch):
+        for k in range(MAX_OBJECTS):
+            for w in range(words):
+                attribute, value = table[ids[b, w]].tolist()
+                if object_mask[b, k] and unit_mask[b, w] and attribute >= 0:
+                    scores.append(model.grounding_head(object_features[b, k]) @ word_features[b, w] / d ** 0.5)
+                    targets.append(float(values[b, k, attribute] == value))
+    assert 0 < sum(targets) < len(targets)  # both kinds of pair occur
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.stack(scores), torch.tensor(targets))
+    loss = model.grounding_loss(word_features, object_features, ids, unit_mask, values, object_mask)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    nothing_sent = model.grounding_loss(word_features, object_features, ids, unit_mask, values, object_mask & False)
+    assert nothing_sent.item() == 0.0
+
+
+def test_encode_gives_the_object_heads_values_of_the_sent_objects(codec, tokenizer):
+    model = vision_vqa(codec, tokenizer)
+    encoder = model.image_encoder.eval()
+    features = _features_with_centres({0: [5], 1: [2, 9]}, 2, codec.vision.config.hidden_size)
+    encoder.features = lambda images: features
+    with torch.no_grad():
+        _, real, values = encoder.encode(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE))
+        heads = codec.object_head(features[1, [2, 9]]).split(OBJECT_CLASSES, -1)
+    assert real.tolist() == [[True, False, False], [True, True, False]]
+    assert values[1, :2].tolist() == torch.stack([part[:, 1:].argmax(-1) for part in heads], -1).tolist()
+
+
+def test_training_loss_adds_the_weighted_grounding_term(codec, tokenizer, images):
+    spec = vision_encoder_from_codec(codec, IMAGE_SIZE, "objects", True)
+    ids_mask = None
+    losses = {}
+    for weight in (0.0, 2.0):
+        torch.manual_seed(0)
+        model = DeepSCVQA(_config(tokenizer, vision_encoder=spec, grounding_weight=weight), tokenizer)
+        model.copy_vision_from(codec)
+        ids_mask = model.tokenize(QUESTIONS)
+        answer_ids = torch.arange(len(QUESTIONS))
+        losses[weight] = model.loss(images, *ids_mask, answer_ids)
+        if weight:
+            logits = model(images, *ids_mask).logits
+            answer_loss = torch.nn.functional.cross_entropy(logits, answer_ids)
+            assert torch.allclose(losses[0.0], answer_loss, atol=1e-6)  # the same weights without the head
+            assert losses[weight] > answer_loss
+            losses[weight].backward()
+            assert model.grounding_head.weight.grad.abs().sum() > 0
+        else:
+            assert not hasattr(model, "grounding_head")
+    with pytest.raises(ValueError, match="grounding_weight needs object tokens"):
+        _config(tokenizer, vision_encoder=vision_encoder_from_codec(codec, IMAGE_SIZE, "patches"), grounding_weight=1.0)
+    text_only = DeepSCVQA(_config(tokenizer, text_only=True, grounding_weight=1.0), tokenizer)  # its ablation
+    assert not text_only.config.grounding and not hasattr(text_only, "grounding_head")
+    with pytest.raises(ValueError, match="grounding_weight must be a number >= 0"):
+        _config(tokenizer, vision_encoder=spec, grounding_weight=-1.0)
