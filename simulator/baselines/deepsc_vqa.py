@@ -221,17 +221,17 @@ class DeepSCVQA(WordModel):
         """Image user: ``[batch, 3, S, S]`` float32 in [0, 1] -> ``[batch, image_tokens *
         symbols_per_image_token]`` complex64, Es = 1 per sent symbol, zero for unsent object slots
         (``[batch, 0]`` for ``text_only``)."""
+        return self._transmit_image(images)[0]
+
+    def _transmit_image(self, images: torch.Tensor) -> tuple[SemanticTransmission, torch.Tensor | None]:
+        """:meth:`transmit_image` and, with object tokens, each slot's attribute values ``[batch, K, 4]``
+        (:meth:`PretrainedImageEncoder.encode`; None otherwise)."""
         if images.shape[-2:] != (self.config.image_size, self.config.image_size):
             raise ValueError(f"images must be {self.config.image_size}x{self.config.image_size}, got {tuple(images.shape[-2:])}")
         if self.config.text_only:
             unit_mask = torch.zeros(images.shape[0], 0, dtype=torch.bool, device=self.device)
             return SemanticTransmission(torch.zeros(images.shape[0], 0, dtype=torch.complex64, device=self.device),
-                                        unit_mask, self.config.symbols_per_image_token)
-        return self._transmit_image(images)[0]
-
-    def _transmit_image(self, images: torch.Tensor) -> tuple[SemanticTransmission, torch.Tensor | None]:
-        """:meth:`transmit_image` and, with object tokens, each slot's attribute values ``[batch, K, 4]``
-        (:meth:`PretrainedImageEncoder.encode`)."""
+                                        unit_mask, self.config.symbols_per_image_token), None
         images = images.to(self.device, torch.float32)
         values = None
         if self.config.vision_encoder is None:
@@ -322,32 +322,36 @@ class DeepSCVQA(WordModel):
             image_stream, text_stream: the users' random streams (independent draws).
             text_no: the text user's ``N0``; default ``no``.
         """
-        transmission = self.transmit(images, ids, unit_mask)
+        transmission, _, fused, keep = self._through_channel(images, ids, unit_mask, channel, no, image_stream,
+                                                             text_stream, text_no)
+        return VQAOutput(self.answer_head(masked_mean(fused, keep)), transmission)
+
+    def _through_channel(self, images, ids, unit_mask, channel, no, image_stream, text_stream, text_no=None):
+        """:meth:`forward` up to the reasoning module: what was sent (:class:`VQATransmission`), the
+        objects' attribute values (:meth:`_transmit_image`) and :meth:`_fuse`'s features and mask."""
+        image, values = self._transmit_image(images)
+        text = self.transmit_question_ids(ids, unit_mask)
         if self.config.text_only:
-            image_received = transmission.image.symbols  # nothing sent
+            image_received = image.symbols  # nothing sent
         else:
-            image_received = pass_through_channel(transmission.image, channel, no, image_stream)
-        text_received = pass_through_channel(transmission.text, channel, no if text_no is None else text_no, text_stream)
-        logits = self.receive(image_received, text_received, unit_mask, transmission.image.unit_mask)
-        return VQAOutput(logits, transmission)
+            image_received = pass_through_channel(image, channel, no, image_stream)
+        text_received = pass_through_channel(text, channel, no if text_no is None else text_no, text_stream)
+        fused, keep = self._fuse(image_received, text_received, unit_mask, image.unit_mask)
+        return VQATransmission(image, text), values, fused, keep
 
     def loss(self, images: torch.Tensor, ids: torch.Tensor, unit_mask: torch.Tensor, answer_ids: torch.Tensor,
              channel: nn.Module | None = None, no: float | torch.Tensor = 0.0, image_stream=None,
              text_stream=None) -> torch.Tensor:
         """Answer cross-entropy (the paper's task loss) through the channel, plus
         ``grounding_weight`` x :meth:`grounding_loss`; scalar float32."""
-        if not self.config.grounding:
-            out = self.forward(images, ids, unit_mask, channel, no, image_stream, text_stream)
-            return F.cross_entropy(out.logits, answer_ids)
-        image, values = self._transmit_image(images)
-        text = self.transmit_question_ids(ids, unit_mask)
-        image_received = pass_through_channel(image, channel, no, image_stream)
-        text_received = pass_through_channel(text, channel, no, text_stream)
-        fused, keep = self._fuse(image_received, text_received, unit_mask, image.unit_mask)
+        transmission, values, fused, keep = self._through_channel(images, ids, unit_mask, channel, no, image_stream,
+                                                                  text_stream)
         answer_loss = F.cross_entropy(self.answer_head(masked_mean(fused, keep)), answer_ids)
+        if not self.config.grounding:
+            return answer_loss
         words = ids.shape[1]
         grounding = self.grounding_loss(fused[:, 1:1 + words], fused[:, 1 + words:], ids, unit_mask, values,
-                                        image.unit_mask)
+                                        transmission.image.unit_mask)
         return answer_loss + self.config.grounding_weight * grounding
 
     def grounding_loss(self, word_features: torch.Tensor, object_features: torch.Tensor, ids: torch.Tensor,

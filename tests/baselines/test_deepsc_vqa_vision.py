@@ -246,6 +246,7 @@ def test_the_shipped_baseline_carries_its_own_pretrained_encoder():
 
     shipped = load_deepsc_vqa(SHIPPED_BASELINES["deepsc_vqa"])  # loads from its own folder alone
     assert shipped.config.vision_encoder.tokens == "objects" and not shipped.config.text_only
+    assert shipped.config.grounding and shipped.config.vision_encoder.attributes  # the recipe's
     assert type(shipped.image_encoder).__name__ == "PretrainedImageEncoder"
 
 
@@ -357,7 +358,8 @@ def test_the_shipped_recipe_starts_from_the_m4sc_stage0_encoder():
     config = load_train_config(Path(__file__).resolve().parents[2] / "scenarios" / "train_deepsc_vqa.yaml")
     assert config.clevr_dir == "data/clevr_small" and config.image_size == 96
     assert config.vision_encoder.model_dump() == {"checkpoint": "runs/train_tiny/stage0_vision/final",
-                                                  "freeze": True, "tokens": "objects", "attributes": False}
+                                                  "freeze": True, "tokens": "objects", "attributes": True}
+    assert config.architecture["grounding_weight"] > 0
 
 
 def test_grounding_loss_asks_whether_each_attribute_word_names_each_sent_objects_value(codec, tokenizer):
