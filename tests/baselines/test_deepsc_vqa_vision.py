@@ -436,3 +436,20 @@ def test_training_loss_adds_the_weighted_grounding_term(codec, tokenizer, images
     assert not text_only.config.grounding and not hasattr(text_only, "grounding_head")
     with pytest.raises(ValueError, match="grounding_weight must be a number >= 0"):
         _config(tokenizer, vision_encoder=spec, grounding_weight=-1.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["architecture.grounding_weight=-0.5"], "grounding_weight must be a number >= 0, got -0.5"),
+    (["architecture.grounding_weight=true"], "grounding_weight must be a number >= 0, got True"),
+    (["vision_encoder.tokens=patches"], "grounding_weight needs object tokens"),
+    (["vision_encoder=null"], "grounding_weight needs object tokens"),
+])
+def test_the_recipes_grounding_setting_is_checked_in_one_line(overrides, message):
+    from simulator.baselines.train_config import load_train_config
+
+    recipe = Path(__file__).resolve().parents[2] / "scenarios" / "train_deepsc_vqa.yaml"
+    with pytest.raises(UserError) as err:
+        load_train_config(recipe, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    # the text-only ablation of the grounded recipe needs neither the encoder nor object tokens
+    assert load_train_config(recipe, ["architecture.text_only=true", "vision_encoder.tokens=patches"])
