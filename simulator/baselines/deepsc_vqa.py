@@ -53,7 +53,8 @@ from simulator.baselines.image_user import (
     VisionEncoderConfig,
 )
 
-__all__ = ["DeepSCVQAConfig", "DeepSCVQA", "VQATransmission", "VQAOutput", "save_deepsc_vqa", "load_deepsc_vqa"]
+__all__ = ["DeepSCVQAConfig", "DeepSCVQA", "VQATransmission", "VQAOutput", "word_attribute_table", "save_deepsc_vqa",
+           "load_deepsc_vqa"]
 
 @dataclass
 class DeepSCVQAConfig(StoredConfig):
@@ -206,6 +207,8 @@ class DeepSCVQA(WordModel):
         self.answer_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, len(c.answers)))
         if c.grounding:
             self.grounding_head = nn.Linear(d, d, bias=False)  # training only
+            if tokenizer is not None:
+                self.register_buffer("word_attributes", word_attribute_table(tokenizer, c.vocab_size), persistent=False)
 
     # ---- transmitters --------------------------------------------------------------------------
     def copy_vision_from(self, codec: nn.Module) -> None:
@@ -375,7 +378,9 @@ class DeepSCVQA(WordModel):
         Returns:
             Scalar float32 (0 when no pair counts).
         """
-        attribute, value = self._word_attributes()[ids.to(self.device)].unbind(-1)  # [batch, words] each
+        if not hasattr(self, "word_attributes"):
+            raise ValueError("the grounding loss needs the question tokenizer")
+        attribute, value = self.word_attributes[ids.to(self.device)].unbind(-1)  # [batch, words] each
         scores = torch.einsum("bkd,bwd->bkw", self.grounding_head(object_features), word_features)
         scores = scores / self.config.d_model ** 0.5
         said = values.gather(-1, attribute.clamp(min=0).unsqueeze(1).expand(-1, values.shape[1], -1))
@@ -385,25 +390,6 @@ class DeepSCVQA(WordModel):
             return scores.sum() * 0.0
         return F.binary_cross_entropy_with_logits(scores[counted], target[counted])
 
-    def _word_attributes(self) -> torch.Tensor:
-        """``[vocab_size, 2]`` int64: for each word id the attribute it names (0 colour, 1 shape,
-        2 size, 3 material: :data:`simulator.models.mllm.OBJECT_CLASSES` order) and the value's index,
-        or ``(-1, -1)``."""
-        if getattr(self, "_word_attribute_table", None) is None:
-            from simulator.data.attributes import COLORS, MATERIALS, PLURAL_SHAPES, SHAPES, SIZES
-
-            if self.tokenizer is None:
-                raise ValueError("the grounding loss needs the question tokenizer")
-            table = torch.full((self.config.vocab_size, 2), -1, dtype=torch.long)
-            names = [(0, COLORS), (1, SHAPES), (1, tuple(PLURAL_SHAPES[s] for s in SHAPES)), (2, SIZES), (3, MATERIALS)]
-            for attribute, words in names:
-                for index, word in enumerate(words):
-                    word_ids = self.tokenizer.encode(word, add_special_tokens=False)
-                    if len(word_ids) == 1 and word_ids[0] != self.tokenizer.unk_token_id:
-                        table[word_ids[0]] = torch.tensor([attribute, index])
-            self._word_attribute_table = table.to(self.device)
-        return self._word_attribute_table
-
     @torch.no_grad()
     def answer(self, images: torch.Tensor, questions: list[str], channel: nn.Module | None = None,
                no: float | torch.Tensor = 0.0, image_stream=None, text_stream=None) -> list[str]:
@@ -411,6 +397,24 @@ class DeepSCVQA(WordModel):
         ids, mask = self.tokenize(questions)
         out = self.forward(images, ids, mask, channel, no, image_stream, text_stream)
         return [self.config.answers[i] for i in out.logits.argmax(-1).tolist()]
+
+
+def word_attribute_table(tokenizer, vocab_size: int) -> torch.Tensor:
+    """``[vocab_size, 2]`` int64: for each word id the attribute it names (its index in
+    :data:`simulator.models.mllm.OBJECT_ATTRIBUTES`: colour, shape, size, material) and the value's
+    index in :data:`simulator.data.attributes.ATTRIBUTE_VALUES`; ``(-1, -1)`` for other words. Plural
+    shapes name their shape; words the tokenizer does not know as one word are left out."""
+    from simulator.data.attributes import ATTRIBUTE_VALUES, PLURAL_SHAPES
+    from simulator.models.mllm import OBJECT_ATTRIBUTES
+
+    table = torch.full((vocab_size, 2), -1, dtype=torch.long)
+    for attribute, name in enumerate(OBJECT_ATTRIBUTES):
+        for index, value in enumerate(ATTRIBUTE_VALUES[name]):
+            for word in (value, PLURAL_SHAPES[value]) if name == "shape" else (value,):
+                word_ids = tokenizer.encode(word, add_special_tokens=False)
+                if len(word_ids) == 1 and word_ids[0] != tokenizer.unk_token_id:
+                    table[word_ids[0]] = torch.tensor([attribute, index])
+    return table
 
 
 def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:

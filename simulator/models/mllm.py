@@ -25,12 +25,13 @@ from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
-__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "detect_objects", "object_attribute_probabilities", "build_llm",
+__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "OBJECT_ATTRIBUTES", "detect_objects", "object_attribute_probabilities", "build_llm",
            "build_vision", "splice"]
 
 # Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
 # "no object centre here" + each value of colour, shape, size and material (simulator.data.attributes).
 OBJECT_CLASSES = (1 + 8, 1 + 3, 1 + 2, 1 + 2)
+OBJECT_ATTRIBUTES = ("color", "shape", "size", "material")  # OBJECT_CLASSES' order (keys of ATTRIBUTE_VALUES)
 
 
 def splice(base: torch.Tensor, inserted: torch.Tensor, at: torch.Tensor) -> torch.Tensor:

@@ -368,7 +368,7 @@ def test_grounding_loss_asks_whether_each_attribute_word_names_each_sent_objects
     spec = vision_encoder_from_codec(codec, IMAGE_SIZE, "objects", True)
     torch.manual_seed(0)
     model = DeepSCVQA(_config(tokenizer, vision_encoder=spec, grounding_weight=0.5), tokenizer)
-    table = model._word_attributes()
+    table = model.word_attributes
     expected_words = {"color": (-1, -1), "red": (0, COLORS.index("red")), "cube": (1, SHAPES.index("cube")),
                       "spheres": (1, SHAPES.index("sphere")), "large": (2, SIZES.index("large")),
                       "metal": (3, MATERIALS.index("metal"))}
