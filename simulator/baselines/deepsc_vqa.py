@@ -53,7 +53,7 @@ from simulator.baselines.image_user import (
     VisionEncoderConfig,
 )
 
-__all__ = ["DeepSCVQAConfig", "DeepSCVQA", "VQATransmission", "VQAOutput", "word_attribute_table", "save_deepsc_vqa",
+__all__ = ["DeepSCVQAConfig", "DeepSCVQA", "VQATransmission", "VQAOutput", "save_deepsc_vqa",
            "load_deepsc_vqa"]
 
 @dataclass
@@ -208,6 +208,8 @@ class DeepSCVQA(WordModel):
         if c.grounding:
             self.grounding_head = nn.Linear(d, d, bias=False)  # training only
             if tokenizer is not None:
+                from simulator.models.mllm import word_attribute_table
+
                 self.register_buffer("word_attributes", word_attribute_table(tokenizer, c.vocab_size), persistent=False)
 
     # ---- transmitters --------------------------------------------------------------------------
@@ -397,24 +399,6 @@ class DeepSCVQA(WordModel):
         ids, mask = self.tokenize(questions)
         out = self.forward(images, ids, mask, channel, no, image_stream, text_stream)
         return [self.config.answers[i] for i in out.logits.argmax(-1).tolist()]
-
-
-def word_attribute_table(tokenizer, vocab_size: int) -> torch.Tensor:
-    """``[vocab_size, 2]`` int64: for each word id the attribute it names (its index in
-    :data:`simulator.models.mllm.OBJECT_ATTRIBUTES`: colour, shape, size, material) and the value's
-    index in :data:`simulator.data.attributes.ATTRIBUTE_VALUES`; ``(-1, -1)`` for other words. Plural
-    shapes name their shape; words the tokenizer does not know as one word are left out."""
-    from simulator.data.attributes import ATTRIBUTE_VALUES, PLURAL_SHAPES
-    from simulator.models.mllm import OBJECT_ATTRIBUTES
-
-    table = torch.full((vocab_size, 2), -1, dtype=torch.long)
-    for attribute, name in enumerate(OBJECT_ATTRIBUTES):
-        for index, value in enumerate(ATTRIBUTE_VALUES[name]):
-            for word in (value, PLURAL_SHAPES[value]) if name == "shape" else (value,):
-                word_ids = tokenizer.encode(word, add_special_tokens=False)
-                if len(word_ids) == 1 and word_ids[0] != tokenizer.unk_token_id:
-                    table[word_ids[0]] = torch.tensor([attribute, index])
-    return table
 
 
 def save_deepsc_vqa(model: DeepSCVQA, directory: str | Path) -> Path:

@@ -25,7 +25,8 @@ from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
-__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "OBJECT_ATTRIBUTES", "detect_objects", "object_attribute_probabilities", "build_llm",
+__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "OBJECT_ATTRIBUTES", "detect_objects", "object_attribute_probabilities",
+           "object_values", "word_attribute_table", "build_llm",
            "build_vision", "splice"]
 
 # Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
@@ -73,6 +74,30 @@ def object_attribute_probabilities(object_head: nn.Module, features: torch.Tenso
     first), concatenated: ``[..., sum(OBJECT_CLASSES)]``."""
     parts = object_head(features).split(OBJECT_CLASSES, dim=-1)
     return torch.cat([part.softmax(-1) for part in parts], dim=-1)
+
+
+def object_values(object_head: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The most probable colour, shape, size and material the scene-graph head reads in features
+    ``[..., D]`` (ignoring "no object"): ``[..., 4]`` int64 indices into the lists of
+    :data:`simulator.data.attributes.ATTRIBUTE_VALUES`, in :data:`OBJECT_ATTRIBUTES`' order."""
+    return torch.stack([part[..., 1:].argmax(-1) for part in object_head(features).split(OBJECT_CLASSES, dim=-1)], -1)
+
+
+def word_attribute_table(tokenizer, vocab_size: int) -> torch.Tensor:
+    """``[vocab_size, 2]`` int64: for each word id the attribute it names (its index in
+    :data:`simulator.models.mllm.OBJECT_ATTRIBUTES`: colour, shape, size, material) and the value's
+    index in :data:`simulator.data.attributes.ATTRIBUTE_VALUES`; ``(-1, -1)`` for other words. Plural
+    shapes name their shape; words the tokenizer does not know as one word are left out."""
+    from simulator.data.attributes import ATTRIBUTE_VALUES, PLURAL_SHAPES
+
+    table = torch.full((vocab_size, 2), -1, dtype=torch.long)
+    for attribute, name in enumerate(OBJECT_ATTRIBUTES):
+        for index, value in enumerate(ATTRIBUTE_VALUES[name]):
+            for word in (value, PLURAL_SHAPES[value]) if name == "shape" else (value,):
+                word_ids = tokenizer.encode(word, add_special_tokens=False)
+                if len(word_ids) == 1 and word_ids[0] != tokenizer.unk_token_id:
+                    table[word_ids[0]] = torch.tensor([attribute, index])
+    return table
 
 
 def _cache_argument(decoder: nn.Module) -> str:
@@ -314,18 +339,21 @@ class M4SCModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
-                prompt_lengths: torch.Tensor | None = None, output_attentions: bool = False):
+                prompt_lengths: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False):
         """Teacher-forced pass for training. ``labels [batch, L]`` (-100 = no loss) align with ``input_ids``
         (right-padded prompt + target; ``prompt_lengths [batch]`` where each prompt ends).
 
         Returns the ``transformers`` causal-LM output (``.loss`` when labels are given, ``.logits``,
-        ``.attentions``: per layer ``[batch, heads, P + L, P + L]`` with ``output_attentions``).
+        ``.attentions``: per layer ``[batch, heads, P + L, P + L]`` with ``output_attentions``;
+        ``.hidden_states``: the embeddings and each layer's output ``[batch, P + L, d]`` with
+        ``output_hidden_states``).
         """
         embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image, prompt_lengths)
         if labels is not None:
             labels = self.expand_labels(labels, embeds.shape[1], input_ids, has_image, prompt_lengths)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,
-                        output_attentions=output_attentions)
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
     # ---- generation --------------------------------------------------------------------------
     @torch.inference_mode()

@@ -69,6 +69,9 @@ class StageConfig(_Strict):
                                     description="instruct: weight of the attention-grounding loss on VQA rows")
     grounding_layers: list[int] | None = Field(default=None, min_length=1, description="instruct: LLM layers whose head 0 is "
                                                "grounded (default: all but the first)")
+    count_weight: float = Field(default=0.0, ge=0, description="instruct: weight of the object-count loss (each "
+                                "attribute word of a prompt says how many of the image's objects have its value)")
+    count_layer: int = Field(default=2, ge=1, description="instruct: LLM layer whose output the object-count loss reads")
 
     @field_validator("tasks")
     @classmethod
@@ -162,6 +165,16 @@ class TrainConfig(_Strict):
         count = self.codec_config().llm.get("num_hidden_layers")
         if count is not None and any(not 0 <= k < count for k in layers):
             raise ValueError(f"stage 'instruct': grounding_layers {layers} must lie in 0..{count - 1} (the LLM's layers)")
+        return self
+
+    @model_validator(mode="after")
+    def _count_layer_exists(self) -> "TrainConfig":
+        stage = self.stages.get("instruct")
+        if stage is None or stage.count_weight == 0:
+            return self
+        count = self.codec_config().llm.get("num_hidden_layers")
+        if count is not None and stage.count_layer > count:
+            raise ValueError(f"stage 'instruct': count_layer {stage.count_layer} must lie in 1..{count} (the LLM's layers)")
         return self
 
     def codec_config(self, **llm_extra):

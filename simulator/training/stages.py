@@ -16,11 +16,12 @@ from torch import nn
 from channels.conventions import snr_db_to_no
 from simulator.data.collate import IGNORE_INDEX
 from simulator.links import semantic_channel
-from simulator.models.mllm import OBJECT_CLASSES
+from simulator.models.mllm import OBJECT_CLASSES, object_values
 from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
-           "instruction_loss", "grounding_columns", "grounding_loss", "joint_loss"]
+           "instruction_loss", "grounding_columns", "grounding_loss", "object_count_targets",
+           "object_count_loss", "joint_loss"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
@@ -127,26 +128,90 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
 
 
 def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
-                     grounding_layers: list[int] | None = None) -> torch.Tensor:
+                     grounding_layers: list[int] | None = None, count_head: nn.Module | None = None,
+                     count_weight: float = 0.0, count_layer: int = 2,
+                     word_attributes: torch.Tensor | None = None) -> torch.Tensor:
     """Loss on the Output tokens only (images spliced in where ``image_position`` says).
 
     With ``grounding_weight > 0`` and ``batch["grounding"]`` (``[B, P]``, see
     ``TaskData.grounding_targets``), plus that weight x :func:`grounding_loss` on head 0 of each of
     ``grounding_layers`` (default: every layer but the first, whose queries cannot know the question yet).
+    With ``count_weight > 0``, plus that weight x :func:`object_count_loss` read by ``count_head`` from
+    the output of LLM layer ``count_layer``.
     """
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
     grounding = batch.get("grounding")
     grounded = grounding_weight > 0 and grounding is not None and pixel_values is not None
+    counted = count_weight > 0 and count_head is not None and pixel_values is not None
     output = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
                    pixel_values=pixel_values, has_image=has_image, prompt_lengths=batch["prompt_lengths"],
-                   output_attentions=grounded)
-    if not grounded:
-        return output.loss
-    image_start, answer_from = grounding_columns(model, batch, grounding.shape[1])
-    layers = grounding_layers if grounding_layers is not None else range(1, len(output.attentions))
-    attentions = [output.attentions[k][:, 0] for k in layers]
-    return output.loss + grounding_weight * grounding_loss(attentions, grounding.to(device), image_start, answer_from)
+                   output_attentions=grounded, output_hidden_states=counted)
+    loss = output.loss
+    if grounded:
+        image_start, answer_from = grounding_columns(model, batch, grounding.shape[1])
+        layers = grounding_layers if grounding_layers is not None else range(1, len(output.attentions))
+        attentions = [output.attentions[k][:, 0] for k in layers]
+        loss = loss + grounding_weight * grounding_loss(attentions, grounding.to(device), image_start, answer_from)
+    if counted:
+        targets = object_count_targets(model, word_attributes, batch, pixel_values, has_image)
+        loss = loss + count_weight * object_count_loss(output.hidden_states[count_layer], count_head, *targets)
+    return loss
+
+
+def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, pixel_values: torch.Tensor,
+                         has_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The labels of :func:`object_count_loss`: every prompt word that names a colour, shape, size or
+    material, in rows with an image, and how many of the objects the codec detects in that image have
+    that value, as the frozen object head reads each object.
+
+    Args:
+        word_attributes: ``[vocab, 2]`` int64 (attribute, value) per word id, ``-1`` for other words
+            (:func:`~simulator.models.mllm.word_attribute_table`).
+        batch: right-padded training rows (``input_ids``, ``attention_mask``, ``prompt_lengths``).
+        pixel_values: ``[B, 3, H, W]``; has_image: ``[B]`` bool.
+
+    Returns:
+        ``rows [N]``, ``columns [N]`` (the word's column in :meth:`M4SCModel.build_inputs`' sequence)
+        and ``counts [N]`` in ``0..max_objects``, all int64.
+    """
+    device = pixel_values.device
+    ids = batch["input_ids"].to(device)
+    prompt_lengths = batch["prompt_lengths"].to(device)
+    with torch.no_grad():
+        features = model.vision(pixel_values=pixel_values).last_hidden_state
+        patches, found = model.detect_objects(features)
+        picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+        values = object_values(model.object_head, picked)  # [B, K, 4]
+    num_slots = found.shape[1]
+    attribute, value = word_attributes.to(device)[ids].unbind(-1)  # [B, L] each
+    columns = torch.arange(ids.shape[1], device=device)
+    used = ((attribute >= 0) & (columns < prompt_lengths[:, None]) & (batch["attention_mask"].to(device) > 0)
+            & has_image.to(device)[:, None])
+    said = values.gather(-1, attribute.clamp(min=0).unsqueeze(1).expand(-1, num_slots, -1))  # [B, K, L]
+    counts = ((said == value.unsqueeze(1)) & found.unsqueeze(-1)).sum(1)  # [B, L]
+    # A text token's column in the spliced sequence: K further on where the visual slots precede it.
+    image_start = model.image_columns(ids, has_image.to(device), prompt_lengths)
+    shifted = columns + num_slots * (columns >= image_start[:, None]).long()
+    rows, words = used.nonzero(as_tuple=True)
+    return rows, shifted[rows, words], counts[rows, words]
+
+
+def object_count_loss(hidden: torch.Tensor, count_head: nn.Module, rows: torch.Tensor, columns: torch.Tensor,
+                      counts: torch.Tensor) -> torch.Tensor:
+    """Object-count grounding for object tokens: at every prompt word that names an attribute value,
+    ``count_head`` (``[..., d] -> [..., max_objects + 1]``) reads from ``hidden [B, K + L, d]`` (one LLM
+    layer's output) how many of the image's objects have that value; cross-entropy against
+    :func:`object_count_targets`' ``counts`` at its ``rows, columns``. Scalar float32, 0 when no word counts.
+
+    Trained on answers alone, the LLM learns late which objects a question word refers to (counting,
+    existence and comparisons need exactly that); a word's count can only come from attending to the
+    matching object tokens. It is the LLM-side counterpart of DeepSC-VQA's grounding loss and, like
+    it, needs no scene files.
+    """
+    if rows.numel() == 0:
+        return hidden.sum() * 0.0
+    return F.cross_entropy(count_head(hidden[rows, columns]).float(), counts)
 
 
 def grounding_columns(model, batch: dict, num_patches: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,6 +60,8 @@ class Trainer:
         self.train_data: TaskData | None = None
         self._image_texts: list[tuple[int, list[str]]] | None = None
         self._patch_target_cache: torch.Tensor | None = None
+        self._count_head: torch.nn.Module | None = None
+        self._word_attributes: torch.Tensor | None = None
 
     # ---- set-up ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -212,10 +214,13 @@ class Trainer:
                 model.config.channel_rates = check_channel_rates(stage.rates, model.config.channel_symbols_per_token)
             except ValueError as err:
                 raise UserError(f"stages.joint.rates: {err}") from None
+        self._count_head = self._object_count_head(model) if name == "instruct" and stage.count_weight > 0 else None
         groups = stage.trainable or DEFAULT_TRAINABLE[name]
         params = stage_fns.set_trainable(model, groups, text_tower)
         if not params:
             raise UserError(f"stage {name}: nothing to train (groups {groups})")
+        if self._count_head is not None:
+            params += list(self._count_head.parameters())
         optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
         start = 0
         log_path = self.out_dir / "train_log.csv"
@@ -314,12 +319,30 @@ class Trainer:
                     raise UserError("stage instruct: grounding_weight > 0 needs question programs and scene files "
                                     f"in {self.config.data.clevr_dir}")
                 batch["grounding"] = data.grounding_targets(examples, int(model.vision.config.patch_size))
-            return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers)
+            return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers,
+                                              self._count_head, stage.count_weight, stage.count_layer,
+                                              self._word_attributes)
         low, high = stage.snr_db
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
         channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight,
                                     model.config.channel_rates or None)
+
+    def _object_count_head(self, model) -> torch.nn.Module:
+        """Stage 2's training-only head of :func:`~simulator.training.stages.object_count_loss`
+        (``[..., d] -> [..., max_objects + 1]``, initialised from the run's seed; kept in the stage's
+        checkpoints, not in the codec), and the word table it reads."""
+        from simulator.models.mllm import word_attribute_table
+
+        if model.config.visual_tokens != "objects" or model.config.ignore_images:
+            raise UserError("stage instruct: count_weight > 0 counts the detected objects, so it needs "
+                            "codec.visual_tokens 'objects' and the images (codec.ignore_images false)")
+        self._word_attributes = word_attribute_table(model.tokenizer, model.base_llm.get_input_embeddings().num_embeddings).to(self.device)
+        if not (self._word_attributes[:, 0] >= 0).any():
+            raise UserError("stage instruct: count_weight > 0 but the tokenizer has no colour, shape, size or material word")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            return torch.nn.Linear(model.config.hidden_size, model.config.max_objects + 1).to(self.device)
 
     def _patch_targets(self, patch_size: int) -> torch.Tensor:
         """Patch labels ``[len(image_texts), P, 4]`` of the vision stage's image-text rows, built once."""
@@ -335,6 +358,8 @@ class Trainer:
         state = {"step": step, "optimizer": optimizer.state_dict()}
         if text_tower is not None:
             state["text_tower"] = text_tower.state_dict()
+        if self._count_head is not None:
+            state["count_head"] = self._count_head.state_dict()
 
         def write_checkpoint(folder: Path) -> None:
             save_codec(model, folder)
@@ -353,6 +378,11 @@ class Trainer:
         optimizer.load_state_dict(state["optimizer"])
         if text_tower is not None:
             text_tower.load_state_dict(state["text_tower"])
+        if self._count_head is not None:
+            if "count_head" not in state:
+                raise UserError(f"{checkpoint_dir} was saved without stage instruct's count head (count_weight "
+                                "was 0): resume with the same settings, or delete it to start the stage again")
+            self._count_head.load_state_dict(state["count_head"])
         return int(state["step"])
 
 
