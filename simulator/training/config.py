@@ -71,7 +71,8 @@ class StageConfig(_Strict):
                                                "grounded (default: all but the first)")
     count_weight: float = Field(default=0.0, ge=0, description="instruct: weight of the object-count loss (each "
                                 "attribute word of a prompt says how many of the image's objects have its value)")
-    count_layer: int = Field(default=2, ge=1, description="instruct: LLM layer whose output the object-count loss reads")
+    count_layer: int | None = Field(default=None, ge=1, description="instruct: LLM layer whose output the object-count "
+                                    "loss reads (default: the middle one, half the layers rounded down)")
 
     @field_validator("tasks")
     @classmethod
@@ -135,8 +136,10 @@ class TrainConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGE_ORDER)}")
         for name, stage in stages.items():
-            if name != "instruct" and (stage.grounding_weight > 0 or stage.grounding_layers is not None):
-                raise ValueError(f"stage {name!r}: grounding_weight and grounding_layers are instruct-stage settings")
+            if name != "instruct" and (stage.grounding_weight > 0 or stage.grounding_layers is not None
+                                       or stage.count_weight > 0 or stage.count_layer is not None):
+                raise ValueError(f"stage {name!r}: grounding_weight, grounding_layers, count_weight and count_layer "
+                                 "are instruct-stage settings")
             if name != "joint" and stage.rates is not None:
                 raise ValueError(f"stage {name!r}: rates is a joint-stage setting")
         return stages
@@ -170,7 +173,7 @@ class TrainConfig(_Strict):
     @model_validator(mode="after")
     def _count_layer_exists(self) -> "TrainConfig":
         stage = self.stages.get("instruct")
-        if stage is None or stage.count_weight == 0:
+        if stage is None or stage.count_layer is None:
             return self
         count = self.codec_config().llm.get("num_hidden_layers")
         if count is not None and stage.count_layer > count:

@@ -241,7 +241,8 @@ def _scene_objects(scenes: dict[str, dict] | None, row_of: dict[str, int], image
     """Each image row's objects (see ``TaskData.objects``; None without scenes)."""
     from PIL import Image
 
-    from simulator.data.attributes import COLORS, MATERIALS, SHAPES, SIZES
+    from simulator.data.attributes import ATTRIBUTE_VALUES
+    from simulator.models.mllm import OBJECT_ATTRIBUTES  # the object head's order
 
     if scenes is None or not row_of:
         return None
@@ -253,8 +254,8 @@ def _scene_objects(scenes: dict[str, dict] | None, row_of: dict[str, int], image
         for name, row in row_of.items():
             if name in scenes:
                 objects[row] = [(o["pixel_coords"][0] * scale_x, o["pixel_coords"][1] * scale_y, o["pixel_coords"][2],
-                                 COLORS.index(o["color"]), SHAPES.index(o["shape"]), SIZES.index(o["size"]),
-                                 MATERIALS.index(o["material"])) for o in scenes[name]["objects"]]
+                                 *(ATTRIBUTE_VALUES[a].index(o[a]) for a in OBJECT_ATTRIBUTES))
+                                for o in scenes[name]["objects"]]
     except (KeyError, ValueError, IndexError, TypeError) as err:
         raise UserError(f"scene of {name}: malformed object ({err})") from None
     return objects

@@ -129,7 +129,7 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
 
 def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
                      grounding_layers: list[int] | None = None, count_head: nn.Module | None = None,
-                     count_weight: float = 0.0, count_layer: int = 2,
+                     count_weight: float = 0.0, count_layer: int = 1,
                      word_attributes: torch.Tensor | None = None) -> torch.Tensor:
     """Loss on the Output tokens only (images spliced in where ``image_position`` says).
 

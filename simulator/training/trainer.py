@@ -320,7 +320,7 @@ class Trainer:
                                     f"in {self.config.data.clevr_dir}")
                 batch["grounding"] = data.grounding_targets(examples, int(model.vision.config.patch_size))
             return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers,
-                                              self._count_head, stage.count_weight, stage.count_layer,
+                                              self._count_head, stage.count_weight, self._count_layer(model, stage),
                                               self._word_attributes)
         low, high = stage.snr_db
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
@@ -343,6 +343,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             return torch.nn.Linear(model.config.hidden_size, model.config.max_objects + 1).to(self.device)
+
+    @staticmethod
+    def _count_layer(model, stage) -> int:
+        """The LLM layer the object-count loss reads: as set, else the middle one."""
+        return stage.count_layer or max(1, int(model.base_llm.config.num_hidden_layers) // 2)
 
     def _patch_targets(self, patch_size: int) -> torch.Tensor:
         """Patch labels ``[len(image_texts), P, 4]`` of the vision stage's image-text rows, built once."""

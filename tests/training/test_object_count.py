@@ -93,6 +93,12 @@ def test_a_count_layer_beyond_the_llm_is_refused_in_one_line(tiny_data, tmp_path
         _objects_config(tiny_data, tmp_path, instruct={"count_weight": 1.0, "count_layer": 2})
 
 
+@pytest.mark.parametrize("setting", [{"count_weight": 1.0}, {"count_layer": 1}])
+def test_count_settings_outside_stage_2_are_refused(tiny_data, tmp_path, setting):
+    with pytest.raises(ValidationError, match="instruct-stage settings"):
+        _objects_config(tiny_data, tmp_path, joint=setting)
+
+
 def test_the_count_loss_needs_object_tokens(tiny_data, tmp_path):
     trainer = Trainer(make_config(tiny_data, tmp_path, instruct={"count_weight": 1.0, "count_layer": 1}))
     trainer.prepare()
