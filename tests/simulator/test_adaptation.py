@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from channels.conventions import snr_db_to_no
 from channels.flat import AWGNChannel
 from channels.randomness import user_generators
-from simulator.adaptation import (RateTable, decide_rates, rate_bits, recovery_probability, reduce_to_budget,
+from simulator.adaptation import (RateTable, decide_rates, full_rate_tokens, rate_bits, recovery_probability, reduce_to_budget,
                                   signalling_bits, smallest_rate)
 from simulator.links import BROADCAST_STREAM, UNICAST_STREAM
 from simulator.workload import TaskPool
@@ -310,3 +310,24 @@ def test_calibrate_writes_a_table_whose_full_rate_recovery_rises_with_snr(run_cl
     full = [row[-1] for row in table.recovery]
     assert full[0] < full[1] <= full[2] and full[2] > 0.9
     assert table.source["data"] == str(clevr_dir) and table.source["tasks"][:2] == ["vqa", "caption"]
+
+
+def test_importance_at_target_one_keeps_what_the_full_rate_decodes(nested):
+    """Noise-free, every private token decodes at its chosen k exactly as at all c, including tokens
+    the channel decoder maps to another token than the BS's argmax (their reference is the full
+    rate's decode, not the BS's token, so they do not fall to the smallest k)."""
+    system, pool = nested
+    encoded = system.encode(pool.tasks["vqa"][:8])
+    sent = encoded.transmission
+    hidden = sent.hidden[sent.token_mask]
+    full = full_rate_tokens(system.codec, hidden)
+    plan = system.plan(encoded, OFF)
+    decision = decide_rates(AdaptationSetting(mode="importance", target=1.0), system.codec, None, sent.tokens,
+                            sent.hidden, plan.detail.sharing.private_mask, torch.zeros(0, hidden.shape[-1]),
+                            torch.full(sent.tokens.shape, -1), torch.full((sent.tokens.shape[0],), 300.0))
+    rates = decision.private_rates[sent.token_mask]
+    with torch.no_grad():
+        symbols = system.codec.channel_encoder(hidden, rates)
+        at_k = system.codec.logits(system.codec.channel_decoder(symbols, rates)).argmax(-1)
+    assert torch.equal(at_k, full)
+    assert bool((rates < RATES[-1]).any()), "no token went below c: the check above would be vacuous"
