@@ -225,12 +225,10 @@ def full_rate_tokens(codec, hidden: torch.Tensor) -> torch.Tensor:
     return codec.logits(codec.channel_decoder(symbols, full)).argmax(-1).cpu()
 
 
-def token_recovery(codec, tokens: torch.Tensor, hidden: torch.Tensor, token_mask: torch.Tensor,
-                   snr_db: torch.Tensor) -> torch.Tensor:
-    """``[rows, T, R]``: :func:`recovery_probability` (paired) of every sent token at its row's
-    ``snr_db [rows]`` at each of the codec's rates (0 where ``token_mask [rows, T]`` is False), the
-    token being what the full rate decodes without noise (:func:`full_rate_tokens`; ``tokens`` is
-    kept for the callers' shapes)."""
+def token_recovery(codec, hidden: torch.Tensor, token_mask: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """``[rows, T, R]``: :func:`recovery_probability` (paired) of every sent vector ``hidden [rows, T, d]``
+    at its row's ``snr_db [rows]`` at each of the codec's rates (0 where ``token_mask [rows, T]`` is
+    False), the token being what the full rate decodes without noise (:func:`full_rate_tokens`)."""
     rates = codec.config.rates
     recovery = torch.zeros(*token_mask.shape, len(rates))
     where = token_mask.nonzero()
@@ -280,7 +278,7 @@ def decide_rates(setting, codec, table: RateTable | None, tokens: torch.Tensor, 
     # importance: per token
     where = private_mask.nonzero()
     if recovery is None:
-        recovery = token_recovery(codec, tokens, hidden, private_mask, snr_db)
+        recovery = token_recovery(codec, hidden, private_mask, snr_db)
     recovery = recovery[private_mask]
     choice = smallest_rate(recovery, target)
     full = len(rates) - 1

@@ -236,7 +236,7 @@ class M4SCSystem(System):
         if cached is not None and cached[0] is encoded and torch.equal(cached[1], snr_db):
             return cached[2]
         sent = encoded.transmission
-        recovery = token_recovery(self.codec, sent.tokens, sent.hidden, sent.token_mask, snr_db)
+        recovery = token_recovery(self.codec, sent.hidden, sent.token_mask, snr_db)
         self._recovery.pop(id(encoded), None)
         self._recovery[id(encoded)] = (encoded, snr_db.clone(), recovery)
         while len(self._recovery) > 4096:
