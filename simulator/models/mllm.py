@@ -247,6 +247,13 @@ class M4SCModel(nn.Module):
         """:func:`detect_objects` with this codec's head and ``max_objects``."""
         return detect_objects(self.object_head, features, self.config.max_objects)
 
+    def object_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vision features ``[batch, P, D]`` -> the detected objects' features ``[batch, K, D]``, their
+        patches ``[batch, K]`` and which slots found one ``[batch, K]`` (:meth:`detect_objects`)."""
+        patches, found = self.detect_objects(features)
+        picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+        return picked, patches, found
+
     def image_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:
         every patch (``visual_tokens="patches"``, all real) or the detected objects' patches, each
@@ -256,8 +263,7 @@ class M4SCModel(nn.Module):
             tokens = self.encode_images(pixel_values)
             return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         features = self.vision(pixel_values=pixel_values).last_hidden_state
-        patches, found = self.detect_objects(features)
-        picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+        picked, patches, found = self.object_features(features)
         tokens = self.projector(picked) + self.object_position(patches)
         if self.config.object_attributes:
             tokens = tokens + self.object_attributes(object_attribute_probabilities(self.object_head, picked))

@@ -179,9 +179,7 @@ def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, pixe
     ids = batch["input_ids"].to(device)
     prompt_lengths = batch["prompt_lengths"].to(device)
     with torch.no_grad():
-        features = model.vision(pixel_values=pixel_values).last_hidden_state
-        patches, found = model.detect_objects(features)
-        picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+        picked, _, found = model.object_features(model.vision(pixel_values=pixel_values).last_hidden_state)
         values = object_values(model.object_head, picked)  # [B, K, 4]
     num_slots = found.shape[1]
     attribute, value = word_attributes.to(device)[ids].unbind(-1)  # [B, L] each
