@@ -140,7 +140,7 @@ class PretrainedImageEncoder(nn.Module):
         object is: ``values [batch, K, 4]`` int64, the most probable colour, shape, size and material
         (indices into :data:`simulator.data.attributes.COLORS`, ``SHAPES``, ``SIZES``, ``MATERIALS``);
         None for patch tokens."""
-        from simulator.models.mllm import OBJECT_CLASSES, object_attribute_probabilities
+        from simulator.models.mllm import attribute_argmax, object_attribute_probabilities
 
         features = self.features(images)
         values = None
@@ -155,8 +155,7 @@ class PretrainedImageEncoder(nn.Module):
             if self.spec.attributes:
                 tokens = tokens + self.attributes(probabilities)
             tokens = tokens * real.unsqueeze(-1).to(picked.dtype)
-            # class 0 of each attribute is "no object centre here"
-            values = torch.stack([part[..., 1:].argmax(-1) for part in probabilities.split(OBJECT_CLASSES, dim=-1)], -1)
+            values = attribute_argmax(probabilities)
         # An image without objects would leave its slots nothing to attend to (NaN): let them attend
         # to each other; they are not sent.
         attend = real | ~real.any(dim=1, keepdim=True)

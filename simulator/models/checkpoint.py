@@ -88,6 +88,9 @@ def read_codec_config(directory: str | Path) -> CodecConfig:
         payload = json.loads(path.read_text())
         if payload.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: format_version {payload.get('format_version')!r}, expected {FORMAT_VERSION}")
+        if "codec" not in payload and isinstance(payload.get("model"), str):
+            raise CheckpointError(f"{directory} holds a {payload['model']} baseline, not an M4SC codec; compare "
+                                  f"baselines in a scenario (systems: [m4sc, {payload['model']}])")
         return CodecConfig.from_dict(payload["codec"])
     except CheckpointError:
         raise

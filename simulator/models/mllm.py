@@ -26,7 +26,7 @@ from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
 __all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "OBJECT_ATTRIBUTES", "detect_objects", "object_attribute_probabilities",
-           "object_values", "word_attribute_table", "build_llm",
+           "object_values", "attribute_argmax", "word_attribute_table", "build_llm",
            "build_vision", "splice"]
 
 # Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
@@ -80,7 +80,13 @@ def object_values(object_head: nn.Module, features: torch.Tensor) -> torch.Tenso
     """The most probable colour, shape, size and material the scene-graph head reads in features
     ``[..., D]`` (ignoring "no object"): ``[..., 4]`` int64 indices into the lists of
     :data:`simulator.data.attributes.ATTRIBUTE_VALUES`, in :data:`OBJECT_ATTRIBUTES`' order."""
-    return torch.stack([part[..., 1:].argmax(-1) for part in object_head(features).split(OBJECT_CLASSES, dim=-1)], -1)
+    return attribute_argmax(object_head(features))
+
+
+def attribute_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` int64: in each attribute's group of the object head's logits or probabilities
+    ``[..., sum(OBJECT_CLASSES)]``, the best value, class 0 ("no object centre here") left out."""
+    return torch.stack([part[..., 1:].argmax(-1) for part in scores.split(OBJECT_CLASSES, dim=-1)], -1)
 
 
 def word_attribute_table(tokenizer, vocab_size: int) -> torch.Tensor:

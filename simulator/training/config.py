@@ -27,7 +27,8 @@ from pydantic import Field, field_validator, model_validator
 
 from simulator.config_io import StrictModel
 
-__all__ = ["StageConfig", "DataConfig", "TrainConfig", "STAGE_ORDER", "STAGE_NUMBERS", "DEFAULT_TRAINABLE"]
+__all__ = ["StageConfig", "DataConfig", "TrainConfig", "STAGE_ORDER", "STAGE_NUMBERS", "DEFAULT_TRAINABLE",
+           "instruct_codec_conflict"]
 
 STAGE_ORDER = ("vision", "lm", "align", "instruct", "joint")
 STAGE_NUMBERS = {"vision": 0, "lm": 1, "align": 1, "instruct": 2, "joint": 3}
@@ -74,12 +75,30 @@ class StageConfig(_Strict):
     count_layer: int | None = Field(default=None, ge=1, description="instruct: LLM layer whose output the object-count "
                                     "loss reads (default: the middle one, half the layers rounded down)")
 
+    word_dropout: float = Field(default=0.0, ge=0, lt=1, description="lm, instruct, joint: probability that each "
+                                "word of a training classification text is replaced by <unk> (a regulariser against "
+                                "memorising the few labelled sentences)")
+
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: dict[str, float]) -> dict[str, float]:
         from simulator.config_io import check_task_weights
 
         return check_task_weights(tasks, TASKS)
+
+
+def instruct_codec_conflict(stage: StageConfig, codec) -> str | None:
+    """Why stage 2's grounding or object-count loss cannot train ``codec`` (a
+    :class:`~simulator.models.config.CodecConfig`); None when both can. Checked on the YAML's codec
+    when the config loads and on the model's own when stage 2 starts (it may come from a checkpoint)."""
+    if stage.grounding_weight > 0 and codec.ignore_images:
+        return "grounding_weight > 0 needs the visual tokens, but codec.ignore_images is set"
+    if stage.grounding_weight > 0 and codec.visual_tokens != "patches":
+        return "grounding_weight > 0 supervises attention on patches, but codec.visual_tokens is 'objects'"
+    if stage.count_weight > 0 and (codec.visual_tokens != "objects" or codec.ignore_images):
+        return ("count_weight > 0 counts the detected objects, so it needs codec.visual_tokens 'objects' and the "
+                "images (codec.ignore_images false)")
+    return None
 
 
 class DataConfig(_Strict):
@@ -142,6 +161,9 @@ class TrainConfig(_Strict):
                                  "are instruct-stage settings")
             if name != "joint" and stage.rates is not None:
                 raise ValueError(f"stage {name!r}: rates is a joint-stage setting")
+            if name in ("vision", "align") and stage.word_dropout > 0:
+                raise ValueError(f"stage {name!r} reads no classification texts; word_dropout is for lm, instruct "
+                                 "and joint")
         return stages
 
     @model_validator(mode="after")
@@ -168,6 +190,13 @@ class TrainConfig(_Strict):
         count = self.codec_config().llm.get("num_hidden_layers")
         if count is not None and any(not 0 <= k < count for k in layers):
             raise ValueError(f"stage 'instruct': grounding_layers {layers} must lie in 0..{count - 1} (the LLM's layers)")
+        return self
+
+    @model_validator(mode="after")
+    def _instruct_losses_fit_the_codec(self) -> "TrainConfig":
+        conflict = instruct_codec_conflict(self.stages["instruct"], self.codec_config()) if "instruct" in self.stages else None
+        if conflict:
+            raise ValueError(f"stage 'instruct': {conflict}")
         return self
 
     @model_validator(mode="after")

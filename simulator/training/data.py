@@ -114,8 +114,12 @@ class TaskData:
         out += [t for t, _ in self.classify] + [label for _, label in self.classify]
         return out
 
-    def sample(self, task: str, generator: torch.Generator) -> dict:
-        """One random example of ``task`` as a collator example (``image`` is uint8 or None)."""
+    def sample(self, task: str, generator: torch.Generator, word_dropout: float = 0.0, unk: str = "<unk>") -> dict:
+        """One random example of ``task`` as a collator example (``image`` is uint8 or None).
+
+        ``word_dropout``: each whitespace-separated word of a classification text becomes ``unk``
+        with this probability (0 draws nothing, so the generator's stream is unchanged).
+        """
         if task == "vqa":
             index = int(torch.randint(len(self.vqa), (1,), generator=generator))
             row, question, answer, _ = self.vqa[index]
@@ -133,6 +137,10 @@ class TaskData:
             if self.classify_extra and float(torch.rand((), generator=generator)) < self.extra_share:
                 pool = self.classify_extra
             text, label = pool[int(torch.randint(len(pool), (1,), generator=generator))]
+            if word_dropout > 0:
+                words = text.split()
+                dropped = (torch.rand(len(words), generator=generator) < word_dropout).tolist()
+                text = " ".join(unk if drop else word for word, drop in zip(words, dropped))
             return {"task": "classify", "input_text": text, "output": label, "image": None}
         raise ValueError(f"unknown task {task!r}")
 

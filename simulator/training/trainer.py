@@ -24,7 +24,7 @@ from simulator.errors import UserError
 from simulator.files import drop_csv_rows, write_dir_atomically
 from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training import stages as stage_fns
-from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig
+from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig, instruct_codec_conflict
 from simulator.training.data import (
     TaskData,
     batch_generator,
@@ -214,6 +214,8 @@ class Trainer:
                 model.config.channel_rates = check_channel_rates(stage.rates, model.config.channel_symbols_per_token)
             except ValueError as err:
                 raise UserError(f"stages.joint.rates: {err}") from None
+        if name == "instruct" and (conflict := instruct_codec_conflict(stage, model.config)):
+            raise UserError(f"stage instruct: {conflict}")
         self._count_head = self._object_count_head(model) if name == "instruct" and stage.count_weight > 0 else None
         groups = stage.trainable or DEFAULT_TRAINABLE[name]
         params = stage_fns.set_trainable(model, groups, text_tower)
@@ -292,29 +294,27 @@ class Trainer:
                 targets = self._patch_targets(int(model.vision.config.patch_size))[rows]
             return stage_fns.siglip_loss(model, text_tower, torch.stack(images), ids.to(self.device),
                                          targets, stage.object_weight)
+
+        def sample(task: str) -> dict:
+            return data.sample(task, generator, stage.word_dropout, model.tokenizer.unk_token)
+
         if name == "lm":
             tasks = [task for task, size in data.task_sizes().items() if size]
-            examples = [data.sample(tasks[int(torch.randint(len(tasks), (1,), generator=generator))], generator)
-                        if data.classify else data.sample(tasks[i % len(tasks)], generator)
+            examples = [sample(tasks[int(torch.randint(len(tasks), (1,), generator=generator))])
+                        if data.classify else sample(tasks[i % len(tasks)])
                         for i in range(stage.batch_size)]
             for example in examples:
                 example["image"] = None
             return stage_fns.lm_loss(model, collator(examples))
         if name == "align":
             task = "caption" if data.captions else "vqa"  # see fallbacks()
-            examples = [data.sample(task, generator) for _ in range(stage.batch_size)]
+            examples = [sample(task) for _ in range(stage.batch_size)]
             return stage_fns.instruction_loss(model, collator(examples))
         picks = torch.multinomial(probabilities, stage.batch_size, replacement=True, generator=generator)
-        examples = [data.sample(task_names[i], generator) for i in picks.tolist()]
+        examples = [sample(task_names[i]) for i in picks.tolist()]
         batch = collator(examples)
         if name == "instruct":
             if stage.grounding_weight > 0:
-                if model.config.ignore_images:
-                    raise UserError("stage instruct: grounding_weight > 0 needs the visual tokens, "
-                                    "but codec.ignore_images is set")
-                if model.config.visual_tokens != "patches":
-                    raise UserError("stage instruct: grounding_weight > 0 supervises attention on patches, "
-                                    "but codec.visual_tokens is 'objects'")
                 if data.vqa_referred is None:
                     raise UserError("stage instruct: grounding_weight > 0 needs question programs and scene files "
                                     f"in {self.config.data.clevr_dir}")
@@ -334,9 +334,6 @@ class Trainer:
         checkpoints, not in the codec), and the word table it reads."""
         from simulator.models.mllm import word_attribute_table
 
-        if model.config.visual_tokens != "objects" or model.config.ignore_images:
-            raise UserError("stage instruct: count_weight > 0 counts the detected objects, so it needs "
-                            "codec.visual_tokens 'objects' and the images (codec.ignore_images false)")
         self._word_attributes = word_attribute_table(model.tokenizer, model.base_llm.get_input_embeddings().num_embeddings).to(self.device)
         if not (self._word_attributes[:, 0] >= 0).any():
             raise UserError("stage instruct: count_weight > 0 but the tokenizer has no colour, shape, size or material word")

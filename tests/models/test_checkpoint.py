@@ -91,3 +91,12 @@ def test_inference_copy_sends_the_reference_tokens(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="merged"):
         save_codec(fast, tmp_path / "merged")
     assert not (tmp_path / "merged" / "model.safetensors").exists()
+
+
+def test_a_baseline_folder_is_named_as_such(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"format_version": 1, "model": "deepsc", "config": {}}))
+    with pytest.raises(CheckpointError, match=r"holds a deepsc baseline, not an M4SC codec.*systems: \[m4sc, deepsc\]"):
+        load_codec(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_codec(tmp_path)

@@ -125,12 +125,21 @@ def test_bad_grounding_settings_are_refused(tiny_data, tmp_path, stages, fragmen
         make_config(tiny_data, tmp_path, **stages)
 
 
-def test_grounding_without_visual_tokens_is_refused(tiny_data, tmp_path):
+@pytest.mark.parametrize("codec, fragment", [({"ignore_images": True}, "codec.ignore_images is set"),
+                                              ({"visual_tokens": "objects"}, "attention on patches")])
+def test_grounding_without_patch_tokens_is_refused_when_the_config_loads(tiny_data, tmp_path, codec, fragment):
     config = make_config(tiny_data, tmp_path, instruct={"grounding_weight": 1.0})
-    trainer = Trainer(_with_codec(config, ignore_images=True))
+    with pytest.raises(ValidationError, match=f"stage 'instruct': grounding_weight > 0 .*{fragment}"):
+        _with_codec(config, **codec)
+
+
+def test_grounding_a_model_without_visual_tokens_is_refused_when_stage_2_starts(tiny_data, tmp_path):
+    trainer = Trainer(make_config(tiny_data, tmp_path, instruct={"grounding_weight": 1.0}))
     trainer.prepare()
-    with pytest.raises(UserError, match="ignore_images"):
-        trainer.run_stage("instruct", trainer.fresh_model(), resume=False)
+    model = trainer.fresh_model()
+    model.config.ignore_images = True  # as a stage-1 checkpoint made with another codec setting would be
+    with pytest.raises(UserError, match="^stage instruct: grounding_weight > 0 needs the visual tokens"):
+        trainer.run_stage("instruct", model, resume=False)
 
 
 def test_programs_run_only_for_a_grounded_recipe(tiny_data, tmp_path):

@@ -5,7 +5,6 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from simulator.errors import UserError
 from simulator.models.mllm import object_values, word_attribute_table
 from simulator.training.config import TrainConfig
 from simulator.training.stages import _pixel_values, instruction_loss, object_count_loss, object_count_targets
@@ -13,9 +12,11 @@ from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
 
 
-def _objects_config(tiny_data, out_dir, **stages) -> TrainConfig:
-    payload = make_config(tiny_data, out_dir, **stages).model_dump()
+def _objects_config(tiny_data, out_dir, steps=2, checkpoint_every=1, **stages) -> TrainConfig:
+    payload = make_config(tiny_data, out_dir, steps, checkpoint_every).model_dump()
     payload["codec"] = {**payload["codec"], "visual_tokens": "objects", "max_objects": 4}
+    for name, overrides in stages.items():
+        payload["stages"][name].update(overrides)
     return TrainConfig.model_validate(payload)
 
 
@@ -100,7 +101,5 @@ def test_count_settings_outside_stage_2_are_refused(tiny_data, tmp_path, setting
 
 
 def test_the_count_loss_needs_object_tokens(tiny_data, tmp_path):
-    trainer = Trainer(make_config(tiny_data, tmp_path, instruct={"count_weight": 1.0, "count_layer": 1}))
-    trainer.prepare()
-    with pytest.raises(UserError, match="visual_tokens 'objects'"):
-        trainer.run_stage("instruct", trainer.fresh_model(), resume=False)
+    with pytest.raises(ValidationError, match="stage 'instruct': count_weight > 0 .*visual_tokens 'objects'"):
+        make_config(tiny_data, tmp_path, instruct={"count_weight": 1.0, "count_layer": 1})
