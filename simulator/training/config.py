@@ -74,7 +74,6 @@ class StageConfig(_Strict):
                                 "attribute word of a prompt says how many of the image's objects have its value)")
     count_layer: int | None = Field(default=None, ge=1, description="instruct: LLM layer whose output the object-count "
                                     "loss reads (default: the middle one, half the layers rounded down)")
-
     word_dropout: float = Field(default=0.0, ge=0, lt=1, description="lm, instruct, joint: probability that each "
                                 "word of a training classification text is replaced by <unk> (a regulariser against "
                                 "memorising the few labelled sentences)")
