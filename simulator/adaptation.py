@@ -20,7 +20,8 @@ decode on ``target`` of the draws the full rate decodes on, so ``target`` 1.0 me
 them". "Decodes" means: to the token the full rate decodes without noise (:func:`full_rate_tokens`),
 which the stage-3 channel decoder makes differ from the BS's token now and then; measured against
 the BS's token, such a token had no full-rate recovery to keep and fell to the smallest ``k``
-(with the v4 codec, importance@1 then lost up to 0.018 of VQA accuracy against ``fixed`` at 20 dB). Comparing the two rates' shares instead lets draws a prefix happens to win offset draws it
+(with the v4 codec, importance@1 then lost up to 0.018 of VQA accuracy against ``fixed`` at 20 dB).
+Comparing the two rates' shares instead lets draws a prefix happens to win offset draws it
 loses; at 0 dB that cost 0.3-0.7 points of VQA accuracy against ``fixed`` at target 0.99 (8 users,
 1000 tasks), while paired at 1.0 matches ``fixed`` exactly. Public (shared) vectors go at the
 largest ``k`` any user of their group needs. Rate signalling (:func:`rate_bits` per decision) is
@@ -238,26 +239,26 @@ def token_recovery(codec, hidden: torch.Tensor, token_mask: torch.Tensor, snr_db
     return recovery
 
 
-def decide_rates(setting, codec, table: RateTable | None, tokens: torch.Tensor, hidden: torch.Tensor,
+def decide_rates(setting, codec, table: RateTable | None, hidden: torch.Tensor,
                  private_mask: torch.Tensor, public_vectors: torch.Tensor, public_index: torch.Tensor,
                  snr_db: torch.Tensor, recovery: torch.Tensor | None = None) -> RateDecision:
     """Rates of one batch under ``setting`` (:class:`simulator.scenario.AdaptationSetting`).
 
     Args:
-        tokens / hidden: ``[rows, T]`` / ``[rows, T, d]`` the BS's tokens and semantic vectors.
+        hidden: ``[rows, T, d]`` the BS's semantic vectors.
         private_mask: ``[rows, T]`` bool, tokens unicast to their row's user.
         public_vectors: ``[P, d]``; ``public_index``: ``[rows, T]`` the public vector of each
             public token (-1 elsewhere), as in :class:`simulator.sharing.SharingPlan`.
         snr_db: ``[rows]`` each row's user's reported SNR (dB).
-        recovery: ``importance``: :func:`token_recovery` of these tokens, when the caller already has
-            it (it depends on the tokens and SNRs only, not on the setting or the sharing plan).
+        recovery: ``importance``: :func:`token_recovery` of these vectors, when the caller already has
+            it (it depends on the vectors and SNRs only, not on the setting or the sharing plan).
     """
     rates = codec.config.rates
     c = rates[-1]
-    rows = tokens.shape[0]
+    rows = private_mask.shape[0]
     num_public = public_vectors.shape[0]
     listeners = [sorted({int(r) for r in (public_index == p).nonzero()[:, 0].tolist()}) for p in range(num_public)]
-    private_rates = torch.zeros(tokens.shape, dtype=torch.long)
+    private_rates = torch.zeros(private_mask.shape, dtype=torch.long)
     public_rates = torch.full((num_public,), c, dtype=torch.long)
     bits = [0] * rows
     per_decision = rate_bits(len(rates))

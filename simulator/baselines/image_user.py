@@ -140,7 +140,7 @@ class PretrainedImageEncoder(nn.Module):
         object is: ``values [batch, K, 4]`` int64, the most probable colour, shape, size and material
         (indices into :data:`simulator.data.attributes.COLORS`, ``SHAPES``, ``SIZES``, ``MATERIALS``);
         None for patch tokens."""
-        from simulator.models.mllm import attribute_argmax, object_attribute_probabilities
+        from simulator.models.mllm import attribute_argmax, object_attribute_probabilities, object_features
 
         features = self.features(images)
         values = None
@@ -148,8 +148,7 @@ class PretrainedImageEncoder(nn.Module):
             tokens = self.input(features) + self.positions.weight
             real = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         else:
-            patches, real = self.detect_objects(features)
-            picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+            picked, patches, real = object_features(self.object_head, features, self.spec.max_objects)
             tokens = self.input(picked) + self.positions(patches)
             probabilities = object_attribute_probabilities(self.object_head, picked)
             if self.spec.attributes:

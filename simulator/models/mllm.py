@@ -26,7 +26,7 @@ from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
 
 __all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "OBJECT_ATTRIBUTES", "detect_objects", "object_attribute_probabilities",
-           "object_values", "attribute_argmax", "word_attribute_table", "build_llm",
+           "object_features", "object_values", "attribute_argmax", "word_attribute_table", "build_llm",
            "build_vision", "splice"]
 
 # Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
@@ -74,6 +74,15 @@ def object_attribute_probabilities(object_head: nn.Module, features: torch.Tenso
     first), concatenated: ``[..., sum(OBJECT_CLASSES)]``."""
     parts = object_head(features).split(OBJECT_CLASSES, dim=-1)
     return torch.cat([part.softmax(-1) for part in parts], dim=-1)
+
+
+def object_features(object_head: nn.Module, features: torch.Tensor,
+                    max_objects: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Vision features ``[batch, P, D]`` -> the detected objects' features ``[batch, K, D]``, their
+    patches ``[batch, K]`` and which slots found one ``[batch, K]`` (:func:`detect_objects`)."""
+    patches, found = detect_objects(object_head, features, max_objects)
+    picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
+    return picked, patches, found
 
 
 def object_values(object_head: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -254,11 +263,8 @@ class M4SCModel(nn.Module):
         return detect_objects(self.object_head, features, self.config.max_objects)
 
     def object_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Vision features ``[batch, P, D]`` -> the detected objects' features ``[batch, K, D]``, their
-        patches ``[batch, K]`` and which slots found one ``[batch, K]`` (:meth:`detect_objects`)."""
-        patches, found = self.detect_objects(features)
-        picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
-        return picked, patches, found
+        """:func:`object_features` with this codec's head and ``max_objects``."""
+        return object_features(self.object_head, features, self.config.max_objects)
 
     def image_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:

@@ -203,7 +203,7 @@ class M4SCSystem(System):
             return plan
         sent, sharing = encoded.transmission, plan.detail.sharing
         recovery = self._token_recovery(encoded, snr_db) if setting.mode == "importance" else None
-        decision = decide_rates(setting, self.codec, self.rate_table, sent.tokens, sent.hidden, sharing.private_mask,
+        decision = decide_rates(setting, self.codec, self.rate_table, sent.hidden, sharing.private_mask,
                                 sharing.public_vectors, sharing.public_index, snr_db, recovery)
         weight = self.codec.channel_encoder.linear.weight
         coded = decision.private_rates.clamp(min=1)  # positions not sent are zeroed in deliver()

@@ -234,7 +234,7 @@ def test_snr_policy_uses_one_rate_per_user_and_the_public_vector_serves_the_wors
     plan = system.plan(encoded, SharingVariant(threshold=0.99))
     sharing = plan.detail.sharing
     sent = encoded.transmission
-    decision = decide_rates(AdaptationSetting(mode="snr"), system.codec, table, sent.tokens, sent.hidden,
+    decision = decide_rates(AdaptationSetting(mode="snr"), system.codec, table, sent.hidden,
                             sharing.private_mask, sharing.public_vectors, sharing.public_index,
                             torch.tensor([25.0, 5.0, 25.0]))
     assert set(decision.private_rates[2][sharing.private_mask[2]].tolist()) == {8}
@@ -322,7 +322,7 @@ def test_importance_at_target_one_keeps_what_the_full_rate_decodes(nested):
     hidden = sent.hidden[sent.token_mask]
     full = full_rate_tokens(system.codec, hidden)
     plan = system.plan(encoded, OFF)
-    decision = decide_rates(AdaptationSetting(mode="importance", target=1.0), system.codec, None, sent.tokens,
+    decision = decide_rates(AdaptationSetting(mode="importance", target=1.0), system.codec, None,
                             sent.hidden, plan.detail.sharing.private_mask, torch.zeros(0, hidden.shape[-1]),
                             torch.full(sent.tokens.shape, -1), torch.full((sent.tokens.shape[0],), 300.0))
     rates = decision.private_rates[sent.token_mask]
