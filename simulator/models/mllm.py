@@ -255,8 +255,7 @@ class M4SCModel(nn.Module):
     # ---- inputs ------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``[batch, 3, H, W]`` float in [-1, 1] -> ``[batch, P, d]`` visual tokens in the LLM's space."""
-        features = self.vision(pixel_values=pixel_values).last_hidden_state
-        return self.projector(features)
+        return self.projector(self.vision_features(pixel_values))
 
     def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`detect_objects` with this codec's head and ``max_objects``."""
@@ -266,15 +265,22 @@ class M4SCModel(nn.Module):
         """:func:`object_features` with this codec's head and ``max_objects``."""
         return object_features(self.object_head, features, self.config.max_objects)
 
-    def image_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[batch, 3, H, W]`` float in [-1, 1] -> the vision encoder's patch features ``[batch, P, d_vision]``."""
+        return self.vision(pixel_values=pixel_values).last_hidden_state
+
+    def image_tokens(self, pixel_values: torch.Tensor,
+                     vision_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:
         every patch (``visual_tokens="patches"``, all real) or the detected objects' patches, each
         projected and given its position embedding, plus with ``object_attributes`` the embedding of
-        the head's attribute probabilities (``"objects"``; empty slots are zero)."""
+        the head's attribute probabilities (``"objects"``; empty slots are zero). ``vision_features``:
+        these pixels' :meth:`vision_features`, when the caller has them already (the encoder then does not
+        run)."""
+        features = self.vision_features(pixel_values) if vision_features is None else vision_features
         if self.config.visual_tokens == "patches":
-            tokens = self.encode_images(pixel_values)
+            tokens = self.projector(features)
             return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        features = self.vision(pixel_values=pixel_values).last_hidden_state
         picked, patches, found = self.object_features(features)
         tokens = self.projector(picked) + self.object_position(patches)
         if self.config.object_attributes:
@@ -283,7 +289,7 @@ class M4SCModel(nn.Module):
 
     def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
-                     prompt_lengths: torch.Tensor | None = None):
+                     prompt_lengths: torch.Tensor | None = None, vision_features: torch.Tensor | None = None):
         """Splice visual tokens into the text: in front of it, or after each prompt (``image_position``).
 
         Args:
@@ -293,6 +299,7 @@ class M4SCModel(nn.Module):
             has_image: ``[batch]`` bool; samples without an image get masked visual slots.
             prompt_lengths: ``[batch]`` int64, the prompt's end in each right-padded training row
                 (where ``after_prompt`` puts the image); None: every row's prompt ends at column L.
+            vision_features: ``pixel_values``' :meth:`vision_features`, if already computed.
 
         Returns:
             ``inputs_embeds [batch, P + L, d]``, ``attention_mask [batch, P + L]``,
@@ -305,7 +312,7 @@ class M4SCModel(nn.Module):
             batch = input_ids.shape[0]
             if has_image is None:
                 has_image = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
-            visual, real = self.image_tokens(pixel_values)
+            visual, real = self.image_tokens(pixel_values, vision_features)
             visual = visual.to(text.dtype) * has_image.view(batch, 1, 1).to(text.dtype)
             visual_mask = (real & has_image.view(batch, 1)).to(attention_mask.dtype)
             if self.config.image_position == "before_prompt":
@@ -358,16 +365,17 @@ class M4SCModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,
                 prompt_lengths: torch.Tensor | None = None, output_attentions: bool = False,
-                output_hidden_states: bool = False):
+                output_hidden_states: bool = False, vision_features: torch.Tensor | None = None):
         """Teacher-forced pass for training. ``labels [batch, L]`` (-100 = no loss) align with ``input_ids``
         (right-padded prompt + target; ``prompt_lengths [batch]`` where each prompt ends).
 
         Returns the ``transformers`` causal-LM output (``.loss`` when labels are given, ``.logits``,
         ``.attentions``: per layer ``[batch, heads, P + L, P + L]`` with ``output_attentions``;
         ``.hidden_states``: the embeddings and each layer's output ``[batch, P + L, d]`` with
-        ``output_hidden_states``).
+        ``output_hidden_states``). ``vision_features``: see :meth:`build_inputs`.
         """
-        embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image, prompt_lengths)
+        embeds, mask, positions = self.build_inputs(input_ids, attention_mask, pixel_values, has_image, prompt_lengths,
+                                                    vision_features)
         if labels is not None:
             labels = self.expand_labels(labels, embeds.shape[1], input_ids, has_image, prompt_lengths)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,

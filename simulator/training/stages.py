@@ -144,9 +144,11 @@ def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
     grounding = batch.get("grounding")
     grounded = grounding_weight > 0 and grounding is not None and pixel_values is not None
     counted = count_weight > 0 and count_head is not None and pixel_values is not None
+    # The count labels read the same vision features as the visual tokens: one encoder pass for both.
+    features = model.vision_features(pixel_values) if counted else None
     output = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
                    pixel_values=pixel_values, has_image=has_image, prompt_lengths=batch["prompt_lengths"],
-                   output_attentions=grounded, output_hidden_states=counted)
+                   output_attentions=grounded, output_hidden_states=counted, vision_features=features)
     loss = output.loss
     if grounded:
         image_start, answer_from = grounding_columns(model, batch, grounding.shape[1])
@@ -154,12 +156,12 @@ def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
         attentions = [output.attentions[k][:, 0] for k in layers]
         loss = loss + grounding_weight * grounding_loss(attentions, grounding.to(device), image_start, answer_from)
     if counted:
-        targets = object_count_targets(model, word_attributes, batch, pixel_values, has_image)
+        targets = object_count_targets(model, word_attributes, batch, features.detach(), has_image)
         loss = loss + count_weight * object_count_loss(output.hidden_states[count_layer], count_head, *targets)
     return loss
 
 
-def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, pixel_values: torch.Tensor,
+def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, features: torch.Tensor,
                          has_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The labels of :func:`object_count_loss`: every prompt word that names a colour, shape, size or
     material, in rows with an image, and how many of the objects the codec detects in that image have
@@ -169,17 +171,18 @@ def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, pixe
         word_attributes: ``[vocab, 2]`` int64 (attribute, value) per word id, ``-1`` for other words
             (:func:`~simulator.models.mllm.word_attribute_table`).
         batch: right-padded training rows (``input_ids``, ``attention_mask``, ``prompt_lengths``).
-        pixel_values: ``[B, 3, H, W]``; has_image: ``[B]`` bool.
+        features: ``[B, P, d_vision]``, the images' :meth:`~simulator.models.mllm.M4SCModel.vision_features`;
+            has_image: ``[B]`` bool.
 
     Returns:
         ``rows [N]``, ``columns [N]`` (the word's column in :meth:`M4SCModel.build_inputs`' sequence)
         and ``counts [N]`` in ``0..max_objects``, all int64.
     """
-    device = pixel_values.device
+    device = features.device
     ids = batch["input_ids"].to(device)
     prompt_lengths = batch["prompt_lengths"].to(device)
     with torch.no_grad():
-        picked, _, found = model.object_features(model.vision(pixel_values=pixel_values).last_hidden_state)
+        picked, _, found = model.object_features(features)
         values = object_values(model.object_head, picked)  # [B, K, 4]
     num_slots = found.shape[1]
     attribute, value = word_attributes.to(device)[ids].unbind(-1)  # [B, L] each

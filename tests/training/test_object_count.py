@@ -32,11 +32,11 @@ def test_targets_count_the_detected_objects_with_each_prompt_words_value(tiny_da
     table = word_attribute_table(model.tokenizer, len(model.tokenizer))
     batch = _batch(trainer, model, ["vqa"] * 8 + ["caption", "classify"])
     pixel_values, has_image = _pixel_values(batch, "cpu")
-    rows, columns, counts = object_count_targets(model, table, batch, pixel_values, has_image)
     with torch.no_grad():
+        features = model.vision(pixel_values=pixel_values).last_hidden_state
+        rows, columns, counts = object_count_targets(model, table, batch, features, has_image)
         embeds, _, _ = model.build_inputs(batch["input_ids"], batch["attention_mask"], pixel_values, has_image,
                                           batch["prompt_lengths"])
-        features = model.vision(pixel_values=pixel_values).last_hidden_state
         patches, found = model.detect_objects(features)
     slots = found.shape[1]
     expected = {}
@@ -66,6 +66,29 @@ def test_loss_is_the_count_heads_cross_entropy_and_zero_without_words():
     assert object_count_loss(hidden, head, rows, columns, counts).item() == pytest.approx(expected.item(), rel=1e-6)
     none = object_count_loss(hidden, head, rows[:0], columns[:0], counts[:0])
     assert none.item() == 0.0 and none.requires_grad
+
+
+def test_the_count_loss_runs_the_vision_encoder_once_and_matches_two_passes(tiny_data, tmp_path):
+    trainer = Trainer(_objects_config(tiny_data, tmp_path))
+    trainer.prepare()
+    model = trainer.fresh_model().eval()
+    head = trainer._object_count_head(model)
+    batch = _batch(trainer, model, ["vqa"] * 6 + ["classify"])
+    passes = []
+    hook = model.vision.register_forward_hook(lambda *_: passes.append(1))
+    with torch.no_grad():
+        loss = instruction_loss(model, batch, count_head=head, count_weight=1.0, count_layer=1,
+                                word_attributes=trainer._word_attributes)
+    hook.remove()
+    assert len(passes) == 1
+    pixel_values, has_image = _pixel_values(batch, "cpu")
+    with torch.no_grad():  # the same loss from separate passes: the answers' and the labels' own
+        output = model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"], pixel_values=pixel_values,
+                       has_image=has_image, prompt_lengths=batch["prompt_lengths"], output_hidden_states=True)
+        targets = object_count_targets(model, trainer._word_attributes, batch,
+                                       model.vision(pixel_values=pixel_values).last_hidden_state, has_image)
+        expected = output.loss + object_count_loss(output.hidden_states[1], head, *targets)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_training_with_the_count_loss_teaches_the_count(tiny_data, tmp_path):
