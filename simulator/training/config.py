@@ -140,6 +140,8 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     tokenizer_vocab_size: int = Field(default=1024, ge=16)
+    tokenizer: Literal["words", "bpe"] = Field(default="words", description="tiny profile: one token per word, "
+                                              "or byte-pair subwords within words")
     max_prompt_tokens: int = Field(default=96, ge=8)
     checkpoint_every: int = Field(default=200, ge=1)
     log_every: int = Field(default=10, ge=1)

@@ -115,18 +115,22 @@ class Trainer:
         from transformers import AutoTokenizer
 
         from simulator.data.templates import TEMPLATES, render_prompt
-        from simulator.models.tokenizer import train_word_tokenizer
+        from simulator.models.tokenizer import tokenizer_kind, train_tokenizer
 
         path = self.out_dir / "tokenizer"
         if self.rank == 0 and not (path / "tokenizer.json").is_file():
             instructions = dict(self.config.codec.get("instructions", {}))
             texts = self.train_data.texts()
             texts += [render_prompt(task, "", "", instructions.get(task)) for task in TEMPLATES]
-            tokenizer = train_word_tokenizer(texts, vocab_size=self.config.tokenizer_vocab_size)
+            tokenizer = train_tokenizer(texts, self.config.tokenizer_vocab_size, self.config.tokenizer)
             path.mkdir(parents=True, exist_ok=True)
             tokenizer.save_pretrained(str(path))
         _barrier()
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if tokenizer_kind(tokenizer) != self.config.tokenizer:
+            raise UserError(f"{path} holds a {tokenizer_kind(tokenizer)!r} tokenizer but the config asks for "
+                            f"tokenizer {self.config.tokenizer!r}: use a new out_dir")
+        return tokenizer
 
     def fresh_model(self):
         from simulator.models.mllm import M4SCModel
