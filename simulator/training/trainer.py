@@ -115,7 +115,7 @@ class Trainer:
         from transformers import AutoTokenizer
 
         from simulator.data.templates import TEMPLATES, render_prompt
-        from simulator.models.tokenizer import tokenizer_kind, train_tokenizer
+        from simulator.models.tokenizer import train_tokenizer
 
         path = self.out_dir / "tokenizer"
         if self.rank == 0 and not (path / "tokenizer.json").is_file():
@@ -127,10 +127,17 @@ class Trainer:
             tokenizer.save_pretrained(str(path))
         _barrier()
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        if tokenizer_kind(tokenizer) != self.config.tokenizer:
-            raise UserError(f"{path} holds a {tokenizer_kind(tokenizer)!r} tokenizer but the config asks for "
-                            f"tokenizer {self.config.tokenizer!r}: use a new out_dir")
+        self._check_tokenizer(tokenizer, path)
         return tokenizer
+
+    def _check_tokenizer(self, tokenizer, folder: Path) -> None:
+        """Refuse a run folder's (or a loaded stage's) tokenizer of another kind than the config's."""
+        from simulator.models.tokenizer import tokenizer_kind
+
+        kind = tokenizer_kind(tokenizer)
+        if kind != self.config.tokenizer:
+            raise UserError(f"{folder} holds a {kind!r} tokenizer but the config asks for "
+                            f"tokenizer {self.config.tokenizer!r}: use a new out_dir")
 
     def fresh_model(self):
         from simulator.models.mllm import M4SCModel
@@ -170,6 +177,7 @@ class Trainer:
                 if key in self.config.codec:
                     setattr(model.config, key, self.config.codec[key])
             self._check_architecture(model.config, previous)
+            self._check_tokenizer(model.tokenizer, previous)
         else:
             model = self.fresh_model()
         result = None

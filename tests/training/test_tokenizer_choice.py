@@ -33,6 +33,9 @@ def test_a_folder_with_the_other_tokenizer_is_refused(tiny_data, tmp_path):
     other.prepare()
     with pytest.raises(UserError, match=r"holds a 'words' tokenizer but the config asks for tokenizer 'bpe'"):
         other.tokenizer()
+    trainer.run("vision")
+    with pytest.raises(UserError, match=r"stage0_vision/final holds a 'words' tokenizer"):  # a later stage
+        other.run("lm")
 
 
 def test_unknown_tokenizer_kinds_are_refused_when_the_config_loads(tiny_data, tmp_path):
