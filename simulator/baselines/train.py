@@ -117,8 +117,8 @@ def _run_loop(config: RunConfig, model: torch.nn.Module, batch_loss: Callable[[i
             raise UserError(f"cannot read {checkpoint_dir / STATE_FILE}: {err}") from None
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
-        drop_csv_rows(log_path, LOG_COLUMNS, lambda row: int(row["step"]) > start)
         logger.info("%s: resuming at step %d", config.model, start)
+    drop_csv_rows(log_path, LOG_COLUMNS, lambda row: int(row["step"]) > start)  # redone steps; all of a fresh run's
     model.train()
     log = StepLog(log_path, LOG_COLUMNS, schedule.steps, start, config.log_every, config.model, progress)
 

@@ -240,8 +240,12 @@ class Trainer:
         log_path = self.out_dir / "train_log.csv"
         if resume and checkpoint_dir.exists():
             start = self._load_checkpoint(checkpoint_dir, model, text_tower, optimizer)
-            drop_csv_rows(log_path, LOG_COLUMNS, lambda row: row["stage"] == name and int(row["step"]) > start)
             logger.info("stage %s: resuming at step %d", name, start)
+        # Rows of steps to be redone go: after a resume, those past the checkpoint; in a stage that
+        # starts over (its folder deleted, or a log copied from another run), all of them, so the
+        # model card's steps, loss and wall time are this run's.
+        if self.rank == 0:
+            drop_csv_rows(log_path, LOG_COLUMNS, lambda row: row["stage"] == name and int(row["step"]) > start)
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint") else ([], None)

@@ -241,3 +241,20 @@ def test_resume_continues_exactly(sentiment_corpus, tmp_path):
     resumed = load_deepsc(train_deepsc(interrupted, resume=True))
     for key, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_training_again_in_the_same_folder_logs_its_steps_once(sentiment_corpus, tmp_path):
+    """Training again after deleting a run's ``final`` (a finished run is otherwise skipped) replaces
+    the log rows instead of appending to them."""
+    import csv
+    import shutil
+
+    from simulator.baselines.train import train_deepsc
+    from simulator.baselines.train_config import load_train_config
+
+    config = load_train_config(write_yaml(tmp_path / "s.yaml", tmp_path / "run", sentiment_corpus), ["evaluation=null"])
+    train_deepsc(config)
+    shutil.rmtree(tmp_path / "run" / "final")
+    train_deepsc(config)
+    rows = list(csv.DictReader((tmp_path / "run" / "train_log.csv").open()))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3]

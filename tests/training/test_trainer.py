@@ -107,6 +107,25 @@ def test_later_stage_needs_the_earlier_result(tiny_data, tmp_path):
         Trainer(make_config(tiny_data, tmp_path)).run("3")
 
 
+def test_stage_started_over_replaces_its_log_rows(tiny_data, tmp_path):
+    """A stage trained again from step 0 in the same folder (its folder deleted, or a log copied
+    from another run) logs its own steps only; other stages' rows stay."""
+    import shutil
+
+    from simulator.training.model_card import stage_summary
+
+    for stage in ("vision", "lm", "align"):
+        Trainer(make_config(tiny_data, tmp_path, steps=3, checkpoint_every=100)).run(stage)
+    shutil.rmtree(tmp_path / "stage1_lm")
+    Trainer(make_config(tiny_data, tmp_path, steps=2, checkpoint_every=100)).run("lm")
+    log = list(csv.DictReader((tmp_path / "train_log.csv").open()))
+    steps = {stage: [int(r["step"]) for r in log if r["stage"] == stage] for stage in ("vision", "lm", "align")}
+    assert steps == {"vision": [1, 2, 3], "lm": [1, 2], "align": [1, 2, 3]}
+    summary = {row["stage"]: row for row in stage_summary(tmp_path / "train_log.csv")}
+    assert summary["lm"]["steps"] == 2
+    assert summary["lm"]["time_s"] == round(float(log[-1]["elapsed_s"]), 1)  # not summed with the first run
+
+
 def test_model_card_sums_wall_time_over_resumed_segments(tmp_path):
     from simulator.training.model_card import stage_summary
 
