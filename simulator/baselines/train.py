@@ -118,7 +118,8 @@ def _run_loop(config: RunConfig, model: torch.nn.Module, batch_loss: Callable[[i
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         logger.info("%s: resuming at step %d", config.model, start)
-    drop_csv_rows(log_path, LOG_COLUMNS, lambda row: int(row["step"]) > start)  # redone steps; all of a fresh run's
+    # Rows of steps to be redone go: past the checkpoint after a resume, all of them when starting over.
+    drop_csv_rows(log_path, LOG_COLUMNS, lambda row: int(row["step"]) > start)
     model.train()
     log = StepLog(log_path, LOG_COLUMNS, schedule.steps, start, config.log_every, config.model, progress)
 
