@@ -52,7 +52,7 @@ from simulator.baselines.train_config import (
 )
 from simulator.device import resolve_device
 from simulator.errors import UserError
-from simulator.files import drop_csv_rows, write_dir_atomically
+from simulator.files import write_dir_atomically
 from simulator.links import channel_set
 from simulator.models.checkpoint import CONFIG_FILE
 
@@ -118,8 +118,6 @@ def _run_loop(config: RunConfig, model: torch.nn.Module, batch_loss: Callable[[i
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
         logger.info("%s: resuming at step %d", config.model, start)
-    # Rows of steps to be redone go: past the checkpoint after a resume, all of them when starting over.
-    drop_csv_rows(log_path, LOG_COLUMNS, lambda row: int(row["step"]) > start)
     model.train()
     log = StepLog(log_path, LOG_COLUMNS, schedule.steps, start, config.log_every, config.model, progress)
 

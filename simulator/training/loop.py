@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from simulator.files import append_csv_row
+from simulator.files import append_csv_row, drop_csv_rows
 
 __all__ = ["StepLog", "cosine_lr", "fit"]
 
@@ -21,7 +21,9 @@ class StepLog:
     when ``progress``.
 
     Args:
-        path: the CSV log (``columns``; rows are appended, the header written once).
+        path: the CSV log (``columns``; rows are appended, the header written once). Its rows of this
+            loop (those matching ``fixed``) past ``start`` go first: steps to be redone after a resume,
+            all of them when the loop starts over, so the log and the model card hold this run's.
         total: the loop's last step; ``start``: the step it resumes at.
         fixed: columns every row repeats (e.g. the stage name).
         write: False on the ranks of a distributed run that do not log (the bar still advances).
@@ -31,6 +33,9 @@ class StepLog:
                  progress: bool, fixed: dict | None = None, write: bool = True):
         self.path, self.columns, self.total, self.every = path, columns, total, every
         self.fixed, self.write = dict(fixed or {}), write
+        if write:
+            drop_csv_rows(path, columns, lambda row: int(row["step"]) > start
+                          and all(row[key] == str(value) for key, value in self.fixed.items()))
         self.bar = None
         if progress:
             from tqdm import tqdm

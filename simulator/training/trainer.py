@@ -21,7 +21,7 @@ import torch
 from simulator.data.collate import InstructionCollator
 from simulator.device import resolve_device
 from simulator.errors import UserError
-from simulator.files import drop_csv_rows, write_dir_atomically
+from simulator.files import write_dir_atomically
 from simulator.models.checkpoint import load_codec, load_weights, save_codec
 from simulator.training import stages as stage_fns
 from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig, instruct_codec_conflict
@@ -241,11 +241,6 @@ class Trainer:
         if resume and checkpoint_dir.exists():
             start = self._load_checkpoint(checkpoint_dir, model, text_tower, optimizer)
             logger.info("stage %s: resuming at step %d", name, start)
-        # Rows of steps to be redone go: after a resume, those past the checkpoint; in a stage that
-        # starts over (its folder deleted, or a log copied from another run), all of them, so the
-        # model card's steps, loss and wall time are this run's.
-        if self.rank == 0:
-            drop_csv_rows(log_path, LOG_COLUMNS, lambda row: row["stage"] == name and int(row["step"]) > start)
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint") else ([], None)
