@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from simulator.errors import UserError
 from simulator.files import append_csv_row, drop_csv_rows
 
 __all__ = ["StepLog", "cosine_lr", "fit"]
@@ -34,8 +35,12 @@ class StepLog:
         self.path, self.columns, self.total, self.every = path, columns, total, every
         self.fixed, self.write = dict(fixed or {}), write
         if write:
-            drop_csv_rows(path, columns, lambda row: int(row["step"]) > start
-                          and all(row[key] == str(value) for key, value in self.fixed.items()))
+            try:
+                drop_csv_rows(path, columns, lambda row: int(row["step"]) > start
+                              and all(row.get(key) == str(value) for key, value in self.fixed.items()))
+            except (KeyError, TypeError, ValueError) as err:
+                raise UserError(f"{path} is not a training log of this run ({type(err).__name__}: {err}): "
+                                f"move it away or use a new out_dir") from None
         self.bar = None
         if progress:
             from tqdm import tqdm

@@ -258,3 +258,16 @@ def test_training_again_in_the_same_folder_logs_its_steps_once(sentiment_corpus,
     train_deepsc(config)
     rows = list(csv.DictReader((tmp_path / "run" / "train_log.csv").open()))
     assert [int(row["step"]) for row in rows] == [1, 2, 3]
+
+
+def test_a_foreign_file_in_place_of_the_log_is_refused_untouched(sentiment_corpus, tmp_path):
+    from simulator.baselines.train import train_deepsc
+    from simulator.baselines.train_config import load_train_config
+
+    log = tmp_path / "run" / "train_log.csv"
+    log.parent.mkdir()
+    log.write_text("when,what\nmonday,notes\n")
+    config = load_train_config(write_yaml(tmp_path / "s.yaml", tmp_path / "run", sentiment_corpus), ["evaluation=null"])
+    with pytest.raises(UserError, match=r"train_log.csv is not a training log of this run \(KeyError: 'step'\)"):
+        train_deepsc(config)
+    assert log.read_text() == "when,what\nmonday,notes\n"
