@@ -223,6 +223,7 @@ class RunSetup:
             "checkpoint": str(self.checkpoint),
             "checkpoint_sha256": checkpoint_hash(self.checkpoint),
             "codec_profile": self.codec.config.profile,
+            "codec_llm": llm_provenance(self.codec.config),
             "data_preset": self.data_preset(),
             "bits_per_real": self.scenario.accounting.bits_per_real,
             "symbols_per_token": self.symbols_per_token,
@@ -244,6 +245,16 @@ class RunSetup:
                 "speed_mps": [round(float(v), 3) for v in self.drop.ut_velocities.norm(dim=-1)],
             }
         return info
+
+
+def llm_provenance(config) -> dict | None:
+    """Where a codec's pretrained LLM came from (``llm_path``; for a packaged model also its package,
+    GGUF hash and licence, from the folder's ``SOURCE.json``); None for an LLM trained here."""
+    if not config.llm_path:
+        return None
+    from simulator.models.pretrained import llm_source, resolve_llm_path
+
+    return {"llm_path": config.llm_path, **(llm_source(resolve_llm_path(config.llm_path, prepare=False)) or {})}
 
 
 def channel_label(setup: RunSetup) -> str:

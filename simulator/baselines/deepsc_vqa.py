@@ -208,7 +208,7 @@ class DeepSCVQA(WordModel):
         if c.grounding:
             self.grounding_head = nn.Linear(d, d, bias=False)  # training only
             if tokenizer is not None:
-                from simulator.models.mllm import word_attribute_table
+                from simulator.models.objects import word_attribute_table
 
                 self.register_buffer("word_attributes", word_attribute_table(tokenizer, c.vocab_size), persistent=False)
 

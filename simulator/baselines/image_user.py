@@ -102,7 +102,7 @@ class PretrainedImageEncoder(nn.Module):
         super().__init__()
         from transformers import SiglipVisionConfig, SiglipVisionModel
 
-        from simulator.models.mllm import OBJECT_CLASSES
+        from simulator.models.objects import OBJECT_CLASSES
 
         spec, d = config.vision_encoder, config.d_model
         self.spec = spec
@@ -125,9 +125,9 @@ class PretrainedImageEncoder(nn.Module):
             return self.vision(pixel_values=pixels).last_hidden_state
 
     def detect_objects(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The codec's rule (:func:`simulator.models.mllm.detect_objects`): ``[batch, P, D]`` ->
+        """The codec's rule (:func:`simulator.models.objects.detect_objects`): ``[batch, P, D]`` ->
         ``patches [batch, K]`` int64, ``found [batch, K]`` bool."""
-        from simulator.models.mllm import detect_objects
+        from simulator.models.objects import detect_objects
 
         return detect_objects(self.object_head, features, self.spec.max_objects)
 
@@ -140,7 +140,7 @@ class PretrainedImageEncoder(nn.Module):
         object is: ``values [batch, K, 4]`` int64, the most probable colour, shape, size and material
         (indices into :data:`simulator.data.attributes.COLORS`, ``SHAPES``, ``SIZES``, ``MATERIALS``);
         None for patch tokens."""
-        from simulator.models.mllm import attribute_argmax, object_attribute_probabilities, object_features
+        from simulator.models.objects import attribute_argmax, object_attribute_probabilities, object_features
 
         features = self.features(images)
         values = None

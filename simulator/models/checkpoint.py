@@ -4,7 +4,8 @@ A folder written by :func:`save_codec` loads with :func:`load_codec` and nothing
 pickle (safetensors only). LoRA adapters are saved unmerged inside the state dict, so stage 3 can
 resume training them. When the config names pretrained weight folders (``vision_path`` /
 ``llm_path``, the ``paper`` profile), those weights are not copied: only the parts this project
-trains (projector, LoRA, channel codec, and any non-pretrained part) are saved.
+trains (projector, LoRA, channel codec, and any non-pretrained part) are saved, and the tokenizer
+is the LLM folder's (``package:`` models: unpacked from their optional extra on first use).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from simulator.errors import not_a_folder
 from simulator.models.config import CodecConfig
+from simulator.models.pretrained import PretrainedModelError
 
 __all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "load_tokenizer", "read_weights",
-           "check_weights", "read_codec_config", "FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE"]
+           "check_weights", "read_codec_config", "llm_folder", "FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -70,7 +72,8 @@ def save_codec(model, directory: str | Path) -> Path:
     tmp_config = directory / (CONFIG_FILE + ".tmp")
     payload = {"format_version": FORMAT_VERSION, "codec": model.config.to_dict()}
     tmp_config.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    if model.tokenizer is not None:
+    if model.tokenizer is not None and not model.config.llm_path:
+        # A pretrained LLM's tokenizer is part of its folder (and its licence): read from there on load.
         model.tokenizer.save_pretrained(str(directory))
     tmp_weights.replace(directory / WEIGHTS_FILE)
     tmp_config.replace(directory / CONFIG_FILE)
@@ -110,7 +113,11 @@ def load_codec(directory: str | Path, device: str = "cpu", inference: bool = Fal
     config = read_codec_config(directory)
     if not (directory / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {directory / WEIGHTS_FILE}")
-    model = M4SCModel(config, load_tokenizer(directory)).to(device)
+    try:
+        tokenizer = load_tokenizer(llm_folder(config) if config.llm_path else directory)
+        model = M4SCModel(config, tokenizer).to(device)
+    except PretrainedModelError as err:
+        raise CheckpointError(f"{directory}: {err}") from None
     load_weights(model, directory, device)
     if inference:
         model.merge_lora()
@@ -118,13 +125,23 @@ def load_codec(directory: str | Path, device: str = "cpu", inference: bool = Fal
 
 
 def load_tokenizer(directory: Path, error: type[Exception] = CheckpointError):
-    """The tokenizer saved in a checkpoint folder (local files only); ``error`` with the reason if unreadable."""
+    """The tokenizer saved in a checkpoint (or pretrained LLM) folder, local files only, padding on the
+    left (batched generation needs it); ``error`` with the reason if unreadable."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as err:
         raise error(f"cannot load the tokenizer in {directory}: {err}") from None
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def llm_folder(config: CodecConfig) -> Path:
+    """The local folder of a codec's pretrained LLM (``llm_path``, packaged models unpacked on first use)."""
+    from simulator.models.pretrained import resolve_llm_path
+
+    return resolve_llm_path(config.llm_path)
 
 
 def load_weights(model, directory: str | Path, device: str = "cpu") -> None:

@@ -11,6 +11,8 @@ Profiles:
   2304, channel codec 2304 -> 512 reals). Weights come from local directories
   (``vision_path``, ``llm_path``); without them the model can still be built on the ``meta``
   device to check sizes.
+- ``gemma3-270m``: Google's pretrained Gemma-3-270M (``llm_path: package:gemma3-270m``, the optional
+  extra ``gemma``) with the tiny profile's vision encoder and object tokens.
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ class CodecConfig:
             decoded from them alone (nested codec, :mod:`simulator.models.channel_codec`). Empty: only
             ``c`` (a codec trained at one rate).
         max_new_tokens: generation limit per task.
-        vision_path / llm_path: local directories with pretrained weights (``paper`` profile).
+        vision_path / llm_path: local directories with pretrained weights (``paper`` profile);
+            ``llm_path`` may also be ``package:<name>``, a model an optional extra installs
+            (:data:`simulator.models.pretrained.PACKAGED_MODELS`).
         instructions: per-task instruction texts the codec was trained with (task -> text); empty
             means the paper's texts (``simulator.data.templates``). Inference must use the same.
         ignore_images: the question-only baseline: the LLM never sees the visual tokens, so its
@@ -223,7 +227,27 @@ _TINY = _profile(
             num_key_value_heads=2, head_dim=32, max_position_embeddings=512, sliding_window=256, query_pre_attn_scalar=32),
     symbols_per_token=64, max_new_tokens=24)
 
-PROFILES: dict[str, CodecConfig] = {"tiny": _TINY, "paper": _PAPER}
+# Google's pretrained Gemma-3-270M (its published config.json) behind the tiny recipe's vision side:
+# the stage-0 SigLIP at 96 px with 12 px patches and its object tokens (``train_gemma3_270m.yaml``
+# copies them from the shipped tiny codec), a KAN projector 96 -> 640 -> 640, LoRA on the attention
+# and MLP projections. The weights come from the optional extra ``gemma`` (``package:`` below, see
+# :mod:`simulator.models.pretrained`). 2c = 64 reals per token, as the tiny codec sends: a 10x
+# compression of the 640-wide semantic vector.
+_GEMMA3_270M = CodecConfig(
+    profile="gemma3-270m",
+    vision=_siglip(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4, image_size=96,
+                   patch_size=12),
+    llm=dict(model_type="gemma3_text", vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+             num_attention_heads=4, num_key_value_heads=1, head_dim=256, max_position_embeddings=32768,
+             sliding_window=512, query_pre_attn_scalar=256, rms_norm_eps=1e-6, hidden_activation="gelu_pytorch_tanh",
+             tie_word_embeddings=True, bos_token_id=2, eos_token_id=1, pad_token_id=0,
+             layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3),
+    projector=ProjectorSettings(kind="kan", hidden_dim=640),
+    lora=LoraSettings(r=8, alpha=16),
+    channel_symbols_per_token=32, max_new_tokens=24, llm_path="package:gemma3-270m",
+    visual_tokens="objects", max_objects=6)
+
+PROFILES: dict[str, CodecConfig] = {"tiny": _TINY, "paper": _PAPER, "gemma3-270m": _GEMMA3_270M}
 
 
 def profile_config(name: str, **overrides: Any) -> CodecConfig:

@@ -24,15 +24,9 @@ from torch import nn
 from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
 from simulator.models.config import CodecConfig
 from simulator.models.kan import KANProjector, MLPProjector
+from simulator.models.objects import OBJECT_CLASSES, detect_objects, object_attribute_probabilities, object_features
 
-__all__ = ["M4SCModel", "Generation", "OBJECT_CLASSES", "OBJECT_ATTRIBUTES", "detect_objects", "object_attribute_probabilities",
-           "object_features", "object_values", "attribute_argmax", "word_attribute_table", "build_llm",
-           "build_vision", "splice"]
-
-# Classes of the per-patch scene-graph head (stage 0's labels, ``TaskData.patch_targets``):
-# "no object centre here" + each value of colour, shape, size and material (simulator.data.attributes).
-OBJECT_CLASSES = (1 + 8, 1 + 3, 1 + 2, 1 + 2)
-OBJECT_ATTRIBUTES = ("color", "shape", "size", "material")  # OBJECT_CLASSES' order (keys of ATTRIBUTE_VALUES)
+__all__ = ["M4SCModel", "Generation", "build_llm", "build_vision", "splice"]
 
 
 def splice(base: torch.Tensor, inserted: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
@@ -53,66 +47,6 @@ def splice(base: torch.Tensor, inserted: torch.Tensor, at: torch.Tensor) -> torc
 
     mask = from_inserted.view(batch, -1, *([1] * len(trailing)))
     return torch.where(mask, take(inserted, inserted_index), take(base, base_index))
-
-
-def detect_objects(object_head: nn.Module, features: torch.Tensor, max_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Object centres from vision features ``[batch, P, D]``: the patches whose scene-graph head
-    (``[..., D] -> [..., sum(OBJECT_CLASSES)]``) says "an object centre" (mean over the four
-    attributes of ``1 - p(no object)`` above 0.5), the ``max_objects`` most certain of them, in patch
-    order (row-major: far to near, then left to right). Returns ``patches [batch, K]`` int64 and
-    ``found [batch, K]`` bool; the patch of a slot that found nothing is arbitrary."""
-    logits = object_head(features).split(OBJECT_CLASSES, dim=-1)
-    score = 1.0 - torch.stack([part.softmax(-1)[..., 0] for part in logits]).mean(0)  # [batch, P]
-    best, patches = score.topk(min(max_objects, score.shape[1]), dim=1)
-    found = best > 0.5
-    order = torch.where(found, patches, patches + score.shape[1]).argsort(dim=1)
-    return patches.gather(1, order), found.gather(1, order)
-
-
-def object_attribute_probabilities(object_head: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """What the scene-graph head says of features ``[..., D]``: each attribute's softmax ("no object"
-    first), concatenated: ``[..., sum(OBJECT_CLASSES)]``."""
-    parts = object_head(features).split(OBJECT_CLASSES, dim=-1)
-    return torch.cat([part.softmax(-1) for part in parts], dim=-1)
-
-
-def object_features(object_head: nn.Module, features: torch.Tensor,
-                    max_objects: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Vision features ``[batch, P, D]`` -> the detected objects' features ``[batch, K, D]``, their
-    patches ``[batch, K]`` and which slots found one ``[batch, K]`` (:func:`detect_objects`)."""
-    patches, found = detect_objects(object_head, features, max_objects)
-    picked = features.gather(1, patches.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
-    return picked, patches, found
-
-
-def object_values(object_head: nn.Module, features: torch.Tensor) -> torch.Tensor:
-    """The most probable colour, shape, size and material the scene-graph head reads in features
-    ``[..., D]`` (ignoring "no object"): ``[..., 4]`` int64 indices into the lists of
-    :data:`simulator.data.attributes.ATTRIBUTE_VALUES`, in :data:`OBJECT_ATTRIBUTES`' order."""
-    return attribute_argmax(object_head(features))
-
-
-def attribute_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """``[..., 4]`` int64: in each attribute's group of the object head's logits or probabilities
-    ``[..., sum(OBJECT_CLASSES)]``, the best value, class 0 ("no object centre here") left out."""
-    return torch.stack([part[..., 1:].argmax(-1) for part in scores.split(OBJECT_CLASSES, dim=-1)], -1)
-
-
-def word_attribute_table(tokenizer, vocab_size: int) -> torch.Tensor:
-    """``[vocab_size, 2]`` int64: for each word id the attribute it names (its index in
-    :data:`simulator.models.mllm.OBJECT_ATTRIBUTES`: colour, shape, size, material) and the value's
-    index in :data:`simulator.data.attributes.ATTRIBUTE_VALUES`; ``(-1, -1)`` for other words. Plural
-    shapes name their shape; words the tokenizer does not know as one word are left out."""
-    from simulator.data.attributes import ATTRIBUTE_VALUES, PLURAL_SHAPES
-
-    table = torch.full((vocab_size, 2), -1, dtype=torch.long)
-    for attribute, name in enumerate(OBJECT_ATTRIBUTES):
-        for index, value in enumerate(ATTRIBUTE_VALUES[name]):
-            for word in (value, PLURAL_SHAPES[value]) if name == "shape" else (value,):
-                word_ids = tokenizer.encode(word, add_special_tokens=False)
-                if len(word_ids) == 1 and word_ids[0] != tokenizer.unk_token_id:
-                    table[word_ids[0]] = torch.tensor([attribute, index])
-    return table
 
 
 def _cache_argument(decoder: nn.Module) -> str:
@@ -137,8 +71,13 @@ def build_llm(config: CodecConfig) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if config.llm_path:
-        return AutoModelForCausalLM.from_pretrained(config.llm_path, local_files_only=True,
-                                                    attn_implementation="eager")
+        from simulator.models.pretrained import resolve_llm_path
+
+        folder = resolve_llm_path(config.llm_path)
+        # The class is the one the folder's config.json names (Gemma2ForCausalLM, Gemma3ForCausalLM, ...).
+        capped = config.llm.get("attn_logit_softcapping") is not None
+        return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32,
+                                                    attn_implementation="eager" if capped else "sdpa")
     kwargs = dict(config.llm)
     model_type = kwargs.pop("model_type")
     llm_config = AutoConfig.for_model(model_type, **kwargs)

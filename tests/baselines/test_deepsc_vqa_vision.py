@@ -20,7 +20,8 @@ from simulator.baselines.image_user import vision_encoder_from_codec
 from simulator.errors import UserError
 from simulator.models.checkpoint import load_codec, save_codec
 from simulator.models.config import CodecConfig
-from simulator.models.mllm import OBJECT_CLASSES, M4SCModel
+from simulator.models.mllm import M4SCModel
+from simulator.models.objects import OBJECT_CLASSES
 from simulator.models.tokenizer import train_word_tokenizer
 from tests.baselines.test_deepsc_vqa import ANSWERS, QUESTIONS
 from tests.models.conftest import CORPUS, tiny_config

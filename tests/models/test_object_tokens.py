@@ -4,7 +4,8 @@ patches the object-centre head marks, in patch order, with their positions; empt
 import pytest
 import torch
 
-from simulator.models.mllm import OBJECT_CLASSES, M4SCModel
+from simulator.models.mllm import M4SCModel
+from simulator.models.objects import OBJECT_CLASSES
 from tests.models.conftest import tiny_config
 
 PROMPTS = ["is there a red cube ?", "how many spheres are there ?", "describe the image .", "yes"]

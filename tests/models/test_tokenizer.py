@@ -5,7 +5,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from simulator.data.attributes import ATTRIBUTE_VALUES
-from simulator.models.mllm import word_attribute_table
+from simulator.models.objects import word_attribute_table
 from simulator.models.tokenizer import SPECIAL_TOKENS, tokenizer_kind, train_tokenizer
 
 CLEVR = ["is there a large red metal cube left of the small blue rubber sphere ?",

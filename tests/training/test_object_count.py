@@ -5,7 +5,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from simulator.models.mllm import object_values, word_attribute_table
+from simulator.models.objects import object_values, word_attribute_table
 from simulator.training.config import TrainConfig
 from simulator.training.stages import _pixel_values, instruction_loss, object_count_loss, object_count_targets
 from simulator.training.trainer import Trainer
