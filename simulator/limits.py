@@ -1,5 +1,5 @@
 """The limits of a scenario: ranges of the swept numbers and the largest workload one run may hold
-(README, "Limits"). A leaf module: validating a scenario imports nothing heavy."""
+(docs/reproducibility.md, "Limits"). A leaf module: validating a scenario imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def in_range(value: float, what: str, low: float, high: float) -> float:
     return value
 
 
-#: Size limits of one run (README, "Limits"). The engine holds a point's tasks, records and
+#: Size limits of one run (docs/reproducibility.md, "Limits"). The engine holds a point's tasks, records and
 #: per-user channel state in memory, so a larger workload is refused before anything is built or
 #: written, with this estimate: memory ~ _BASE_MEMORY_GB + tasks x _MEMORY_PER_TASK_KB. Measured
 #: on the 2-core CPU (peak RSS, vqa_8users at one SNR): 1024 users x 48 rounds (49,152 tasks, M4SC
@@ -47,4 +47,4 @@ def check_workload_size(num_users: int, tasks_per_point: int, mode: str) -> None
         raise ValueError(
             f"workload too large: {num_users:,} users, {what} = {tasks_per_point:,} tasks per point "
             f"(~{workload_memory_gb(tasks_per_point):,.1f} GB estimated); the limits are {MAX_USERS:,} users and "
-            f"{MAX_TASKS_PER_POINT:,} tasks per point (README, Limits)")
+            f"{MAX_TASKS_PER_POINT:,} tasks per point (docs/reproducibility.md, Limits)")

@@ -1,4 +1,4 @@
-"""Run outputs: the tidy metrics table, atomic writing, and the manifest (README, "The main job").
+"""Run outputs: the tidy metrics table, atomic writing, and the manifest (docs/main-job.md).
 
 ``results/<run>/`` holds
 

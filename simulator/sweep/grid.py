@@ -21,8 +21,8 @@ class SweepResources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_cpus: float = Field(default=1, gt=0)
-    num_gpus: float = Field(default=0, ge=0)
+    num_cpus: float = Field(default=1, gt=0, description="CPUs Ray reserves for one point")
+    num_gpus: float = Field(default=0, ge=0, description="GPUs Ray reserves for one point (a fraction shares a GPU)")
 
 
 class SweepFile(BaseModel):
@@ -31,7 +31,7 @@ class SweepFile(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str | None = Field(default=None, description="sweep name; None: the YAML file's stem")
-    description: str = ""
+    description: str = Field(default="", description="free text, recorded in the sweep's manifest.json")
     base: str = Field(description="base scenario YAML, relative to the sweep file (or to the working directory)")
     set_: dict[str, Any] = Field(default_factory=dict, alias="set", description="fixed overrides, dotted keys")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key -> values (cartesian product)")

@@ -1,4 +1,5 @@
-"""The README's two set-up commands stay true: CI runs exactly the README's test command."""
+"""The README's two set-up commands stay true: CI runs exactly the README's test command. The README
+stays a quick start; the manual is the documentation site (docs/)."""
 
 import re
 
@@ -22,3 +23,9 @@ def test_readme_has_main_and_test_command():
 def test_ci_runs_the_readme_test_command_verbatim():
     ci_lines = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     assert _readme_commands()[1] in [line.strip() for line in ci_lines]
+
+
+def test_readme_is_a_quick_start():
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150
+    assert lines[2] == "```bash", "the two commands come first"
