@@ -113,7 +113,16 @@ def fixed_rate(data: pd.DataFrame) -> pd.DataFrame:
 
 # ---- labels ------------------------------------------------------------------------------------
 def _system_name(system: str) -> str:
+    """Display name; a codec compared side by side (scenario key ``codecs``, ``m4sc_<label>``) is
+    ``M4SC (<label>)``."""
+    if _is_m4sc(system) and system.lower() != "m4sc":
+        return f"M4SC ({system[len('m4sc_'):]})"
     return _SYSTEM_NAMES.get(system.lower(), system)
+
+
+def _is_m4sc(system: str) -> bool:
+    """The run's M4SC codec or another one compared beside it."""
+    return system.lower() == "m4sc" or system.lower().startswith("m4sc_")
 
 
 def variant_label(system: str, sharing: bool, threshold: float, several_thresholds: bool = False) -> str:
@@ -123,7 +132,7 @@ def variant_label(system: str, sharing: bool, threshold: float, several_threshol
         if several_thresholds and threshold is not None and not (isinstance(threshold, float) and math.isnan(threshold)):
             return f"{name}, sharing (τ = {threshold:g})"
         return f"{name}, sharing"
-    if system.lower() == "m4sc":
+    if _is_m4sc(system):
         return f"{name}, no sharing"
     return name
 
@@ -149,7 +158,7 @@ def _line_labels(frame: pd.DataFrame, line_keys: list[str]) -> dict[tuple, str]:
 def _line_order(key_dict: dict) -> tuple:
     """M4SC first, sharing before no sharing, then the other systems by name."""
     system = str(key_dict["system"]).lower()
-    return (system != "m4sc", system, not bool(key_dict["sharing"]),
+    return (not _is_m4sc(system), system, not bool(key_dict["sharing"]),
             float("inf") if pd.isna(key_dict["threshold"]) else float(key_dict["threshold"]))
 
 
@@ -265,7 +274,7 @@ def _plot_lines(ax, stats: pd.DataFrame, line_keys: list[str], x: str, y: str, e
         part = stats.loc[mask].sort_values(x)
         label = labels[key]
         style = styles.setdefault(label, {"marker": _MARKERS[(len(styles) + len(styles) // 10) % len(_MARKERS)],
-                                          "linestyle": "-" if key_dict["sharing"] or key_dict["system"] != "m4sc" else "--",
+                                          "linestyle": "-" if key_dict["sharing"] or not _is_m4sc(str(key_dict["system"])) else "--",
                                           "color": f"C{len(styles) % 10}"})
         yerr = part[err].to_numpy(dtype=float)
         ax.errorbar(part[x].to_numpy(dtype=float), part[y].to_numpy(dtype=float),

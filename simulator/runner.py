@@ -116,9 +116,41 @@ class RunSetup:
             self.rate_table = check_adaptation(scenario.adaptation, config, self.checkpoint)
         except ValueError as err:
             raise UserError(f"adaptation: {err}") from None
+        self.extra_codecs = self._load_extra_codecs(device)
         self._build_phy()
         self._build_data()
         self._build_systems(device)
+
+    def _load_extra_codecs(self, device) -> dict[str, tuple]:
+        """The ``codecs`` listed in ``systems``: name -> (folder, codec, rate table), each checked to send
+        as many symbols per token, and to read images of the same size, as the run's codec."""
+        from simulator.adaptation import check_adaptation
+        from simulator.errors import UserError
+        from simulator.models.checkpoint import CheckpointError, load_codec
+
+        scenario, loaded = self.scenario, {}
+        for name, folder in scenario.codecs.items():
+            if name not in scenario.systems:
+                continue
+            path = Path(folder).expanduser()
+            try:
+                codec = self._cached(name, path, device, lambda: load_codec(path, device=str(device), inference=True))
+            except CheckpointError as err:
+                raise UserError(f"codecs.{name}: {err}") from None
+            config = codec.config
+            if config.channel_symbols_per_token != self.symbols_per_token:
+                raise UserError(f"codecs.{name}: its codec sends {config.channel_symbols_per_token} symbols per token, "
+                                f"model.checkpoint's {self.symbols_per_token}; codecs compared in one run must agree "
+                                "(the channel fades once per token)")
+            if config.vision["image_size"] != self.codec.config.vision["image_size"]:
+                raise UserError(f"codecs.{name}: its codec reads {config.vision['image_size']} px images, "
+                                f"model.checkpoint's {self.codec.config.vision['image_size']} px")
+            try:
+                rate_table = check_adaptation(scenario.adaptation, config, path)
+            except ValueError as err:
+                raise UserError(f"codecs.{name}: adaptation: {err}") from None
+            loaded[name] = (path, codec, rate_table)
+        return loaded
 
     def _cached(self, kind: str, folder, device, load):
         return load() if self.models is None else self.models.get(kind, folder, device, load)
@@ -179,7 +211,13 @@ class RunSetup:
         kinds = self.scenario.traffic.active_tasks()
         for name in self.scenario.systems:
             try:
-                systems[name] = build_system(name, context)
+                if name in self.extra_codecs:
+                    from simulator.systems.m4sc import M4SCSystem
+
+                    _, codec, rate_table = self.extra_codecs[name]
+                    systems[name] = M4SCSystem.for_codec(name, codec, context, rate_table)
+                else:
+                    systems[name] = build_system(name, context)
             except ValueError as err:
                 raise UserError(f"systems: {err}") from None
             if not set(systems[name].tasks) & set(kinds):
@@ -224,6 +262,9 @@ class RunSetup:
             "checkpoint_sha256": checkpoint_hash(self.checkpoint),
             "codec_profile": self.codec.config.profile,
             "codec_llm": llm_provenance(self.codec.config),
+            "codecs": {name: {"checkpoint": str(path), "checkpoint_sha256": checkpoint_hash(path),
+                              "codec_profile": codec.config.profile, "codec_llm": llm_provenance(codec.config)}
+                       for name, (path, codec, _) in self.extra_codecs.items()},
             "data_preset": self.data_preset(),
             "bits_per_real": self.scenario.accounting.bits_per_real,
             "symbols_per_token": self.symbols_per_token,

@@ -5,6 +5,7 @@ type or out of range is an error naming the dotted field (``sharing.thresholds.0
 Sections:
 
 - ``model``: the semantic codec checkpoint (default: the shipped ``simulator/checkpoints/m4sc_tiny``).
+- ``codecs``: more M4SC codecs compared side by side, each a system of its own (``m4sc_<label>``).
 - ``data``: where the tasks come from (a CLEVR-layout split; generated into a cache when absent;
   a sentiment corpus for text classification).
 - ``traffic``: the task mix, snapshot rounds or Poisson arrivals, and how often users' tasks
@@ -27,6 +28,7 @@ speeds in m/s, rates in tasks per second per user.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -326,8 +328,13 @@ class Scenario(_Strict):
     name: str | None = Field(default=None, description="run name; None: the YAML file's stem")
     description: str = Field(default="", description="free text, kept in config.yaml")
     seed: int = Field(default=0, ge=0, le=MAX_SEED, description="seeds every random stream of the run")
+    # Before systems: its names may be listed there (pydantic validates fields in this order).
+    codecs: dict[str, str] = Field(default_factory=dict, description="more M4SC codecs to run side by side: "
+                                   "system name (m4sc_<label>) -> codec folder; list the name in systems. Each "
+                                   "must send as many symbols per token as model.checkpoint's codec")
     systems: list[str] = Field(default_factory=lambda: ["m4sc"], min_length=1,
-                               description=f"systems to compare, distinct; of {', '.join(SYSTEM_NAMES)}")
+                               description=f"systems to compare, distinct; of {', '.join(SYSTEM_NAMES)} and the "
+                                           "names in codecs")
     num_users: int = Field(ge=1, description=f"users served by the BS (at most {MAX_USERS:,}; required)")
     snr_db: list[float] | None = Field(default=None, min_length=1, description="sweep (placement snr_list), Es/N0 "
                                        f"in dB, each in [{SNR_RANGE_DB[0]:g}, {SNR_RANGE_DB[1]:g}]")
@@ -363,12 +370,22 @@ class Scenario(_Strict):
     def _finite_snr(cls, values: list[float] | None) -> list[float] | None:
         return None if values is None else [in_range(v, "SNR (dB)", *SNR_RANGE_DB) for v in values]
 
+    @field_validator("codecs")
+    @classmethod
+    def _codec_names(cls, codecs: dict[str, str]) -> dict[str, str]:
+        for name in codecs:
+            if not re.fullmatch(r"m4sc_[a-z0-9_]+", name) or name in SYSTEM_NAMES:
+                raise ValueError(f"name {name!r}: a codec compared as a system is named m4sc_<label> (lower-case "
+                                 "letters, digits, _), e.g. m4sc_gemma3_270m")
+        return codecs
+
     @field_validator("systems")
     @classmethod
-    def _known_systems(cls, names: list[str]) -> list[str]:
+    def _known_systems(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        known = SYSTEM_NAMES + tuple(info.data.get("codecs", {}))
         for name in names:
-            if name not in SYSTEM_NAMES:
-                raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEM_NAMES)}")
+            if name not in known:
+                raise ValueError(f"unknown system {name!r}; known: {', '.join(known)}")
         if len(set(names)) != len(names):
             raise ValueError("systems must be distinct")
         return names

@@ -76,8 +76,16 @@ def build_llm(config: CodecConfig) -> nn.Module:
         folder = resolve_llm_path(config.llm_path)
         # The class is the one the folder's config.json names (Gemma2ForCausalLM, Gemma3ForCausalLM, ...).
         capped = config.llm.get("attn_logit_softcapping") is not None
-        return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32,
-                                                    attn_implementation="eager" if capped else "sdpa")
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would break the one-line stderr of commands
+        try:
+            return AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32,
+                                                        attn_implementation="eager" if capped else "sdpa")
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
     kwargs = dict(config.llm)
     model_type = kwargs.pop("model_type")
     llm_config = AutoConfig.for_model(model_type, **kwargs)

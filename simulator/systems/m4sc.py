@@ -107,6 +107,14 @@ class M4SCSystem(System):
                                          context.scenario.model.generation_batch_size, context.rate_table)
         return context.shared["m4sc"]
 
+    @classmethod
+    def for_codec(cls, name: str, codec, context: SystemContext, rate_table=None) -> "M4SCSystem":
+        """Another codec compared side by side with the run's (scenario key ``codecs``), as system ``name``."""
+        system = cls(codec, context.load_image, context.scenario.model.max_new_tokens or codec.config.max_new_tokens,
+                     context.scenario.model.generation_batch_size, rate_table)
+        system.name = name
+        return system
+
     def output_text(self, task: "Task") -> str:
         """The BS's (noise-free) output text for ``task``, generating it if needed."""
         if task.task_id not in self._outputs:

@@ -207,3 +207,13 @@ def test_rate_figure_needs_two_modes(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: the rate figure compares adaptation modes; the results hold only fixed"]
     assert not (tmp_path / "fixed" / "rate.png").exists()
+
+
+def test_a_codec_compared_side_by_side_is_labelled_as_m4sc_with_its_name():
+    from simulator.plotting import _line_order, _system_name, variant_label
+
+    assert _system_name("m4sc") == "M4SC" and _system_name("m4sc_gemma3_270m") == "M4SC (gemma3_270m)"
+    assert variant_label("m4sc_gemma3_270m", False, float("nan")) == "M4SC (gemma3_270m), no sharing"
+    assert variant_label("m4sc_gemma3_270m", True, 0.95) == "M4SC (gemma3_270m), sharing"
+    keys = [{"system": s, "sharing": False, "threshold": float("nan")} for s in ("deepsc", "m4sc_gemma3_270m", "m4sc")]
+    assert [k["system"] for k in sorted(keys, key=_line_order)] == ["m4sc", "m4sc_gemma3_270m", "deepsc"]

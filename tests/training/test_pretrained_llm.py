@@ -73,7 +73,7 @@ def llm_folder(request, tiny_data, tmp_path_factory):
     return request.param, write_llm_folder(tmp_path_factory.mktemp(request.param), request.param, texts)
 
 
-def test_pretrained_folder_goes_through_every_stage_and_the_channel(tiny_data, tmp_path, llm_folder):
+def test_pretrained_folder_goes_through_every_stage_and_the_channel(tiny_data, tmp_path, llm_folder, run_cli):
     model_type, folder = llm_folder
     final = Trainer(pretrained_config(tiny_data, tmp_path / "run", folder)).run()
 
@@ -104,8 +104,10 @@ def test_pretrained_folder_goes_through_every_stage_and_the_channel(tiny_data, t
         assert 0.0 <= row["accuracy"] <= 1.0 and row["num_samples"] == 6
     assert rows[0]["symbols_per_sample"] > 0
 
-    # The simulator's main job runs it, and its manifest says which pretrained LLM it used.
+    # The simulator's main job runs it, also side by side with another codec as a second system (here
+    # the same one, so both systems' rows must agree), and its manifest says which pretrained LLM it used.
     scenario = {"name": "pretrained", "seed": 1, "num_users": 3, "snr_db": [10.0],
+                "systems": ["m4sc", "m4sc_pretrained"], "codecs": {"m4sc_pretrained": str(final)},
                 "model": {"checkpoint": str(final)}, "data": {"clevr_dir": str(tiny_data / "clevr")},
                 "traffic": {"mode": "snapshot", "tasks": {"vqa": 1.0, "classify": 1.0}, "rounds": 1},
                 "channel": {"name": "awgn"}, "sharing": {"include_off": True, "thresholds": [0.9]}}
@@ -115,8 +117,23 @@ def test_pretrained_folder_goes_through_every_stage_and_the_channel(tiny_data, t
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
     metrics = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     assert set(metrics["task"]) == {"vqa", "classify"} and metrics["accuracy"].between(0, 1).all()
+    keys = ["task", "snr_db", "sharing", "threshold", "adaptation"]
+    rows = {name: part.sort_values(keys).reset_index(drop=True) for name, part in metrics.groupby("system")}
+    assert set(rows) == {"m4sc", "m4sc_pretrained"}
+    values = ["accuracy", "symbols_public", "symbols_private", "bytes_total"]
+    pd.testing.assert_frame_equal(rows["m4sc"][keys + values], rows["m4sc_pretrained"][keys + values])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["codec_llm"]["llm_path"] == str(folder)
+    assert manifest["codecs"]["m4sc_pretrained"]["codec_llm"]["llm_path"] == str(folder)
+
+    # Beside the shipped tiny codec (32 symbols per token) this one (8) cannot share the channel model.
+    del scenario["model"]
+    path.write_text(yaml.safe_dump(scenario))
+    result = run_cli("run", str(path), "--out", str(tmp_path / "refused"))
+    assert result.returncode == 2 and not (tmp_path / "refused").exists()
+    assert result.stderr.strip().splitlines() == [
+        "error: codecs.m4sc_pretrained: its codec sends 8 symbols per token, model.checkpoint's 32; codecs "
+        "compared in one run must agree (the channel fades once per token)"]
 
 
 def test_lm_head_at_targets_is_the_same_loss(tiny_data, tmp_path, llm_folder):
