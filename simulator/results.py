@@ -15,7 +15,12 @@ bits_per_real / 8``; ``bytes_total = bytes(symbols_public + symbols_private) + o
 ``symbols_public`` counts each broadcast once: a public vector's ``c`` symbols are split evenly
 among the users (tasks) sharing it, so summing rows over tasks gives the broadcast once.
 Digital baselines (``digital_source``, ``digital_answer``): ``bytes_total`` is the information
-payload (file / UTF-8 bytes) and ``symbols_private`` the coded channel uses at the MCS chosen.
+payload (file / UTF-8 bytes) and ``symbols_private`` the coded channel uses at the MCS chosen
+(CRC and ARQ retransmissions included).
+
+Channel uses (the physical resource, every system alike): ``channel_uses = symbols_public +
+symbols_private + overhead_bits / SIDE_INFO_BITS_PER_SYMBOL`` (side information sent at the lowest
+MCS), and ``channel_uses_per_correct`` divides it by the row's correct answers.
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ from simulator.errors import UserError
 from simulator.files import atomic_write_bytes, atomic_write_yaml, create_folder
 from simulator.provenance import process_record
 
-__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "summarize", "RunDirectory", "metrics_frame"]
+__all__ = ["COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "SIDE_INFO_BITS_PER_SYMBOL", "summarize", "RunDirectory", "metrics_frame"]
+
+#: Spectral efficiency (information bits per complex symbol) at which side information (``overhead_bits``:
+#: public-token maps, rate signalling) is counted in ``channel_uses``: the lowest MCS of the digital
+#: chain (38.214 table 1, MCS 3: QPSK at code rate 0.245), where it is most robust. Checked against
+#: :func:`channels.link_adaptation.mcs_table` by a test (kept literal so results import no Sionna).
+SIDE_INFO_BITS_PER_SYMBOL = 0.490234375
 
 #: Columns identifying a row.
 KEY_COLUMNS = ["system", "task", "channel", "placement", "traffic", "snr_db", "tx_power_dbm", "num_users",
@@ -57,6 +68,9 @@ METRIC_COLUMNS = [
     "bits_per_real",
     "bytes_total",
     "bytes_per_task",
+    "channel_uses",          # complex symbols on the air: symbols_public + symbols_private + side information
+    "channel_uses_per_task",
+    "channel_uses_per_correct",  # channel_uses / correct answers (accuracy x num_tasks); NaN for caption or none right
     "snr_db_user_min",
     "snr_db_user_median",
     "snr_db_user_max",
@@ -102,6 +116,8 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             bytes_total = sum(r.payload_bits for r in records) / 8
         else:
             bytes_total = (symbols_public + symbols_private) * 2 * bits_per_real / 8 + overhead / 8
+        channel_uses = symbols_public + symbols_private + overhead / SIDE_INFO_BITS_PER_SYMBOL
+        correct = accuracy * len(records) if not math.isnan(accuracy) else 0.0
         latency = np.array([r.latency_s for r in records])
         rows.append({
             "system": result.system,
@@ -137,6 +153,9 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             "bits_per_real": bits_per_real,
             "bytes_total": bytes_total,
             "bytes_per_task": bytes_total / len(records),
+            "channel_uses": channel_uses,
+            "channel_uses_per_task": channel_uses / len(records),
+            "channel_uses_per_correct": channel_uses / correct if correct > 0 else math.nan,
             "snr_db_user_min": float(snr_users.min()),
             "snr_db_user_median": float(np.median(snr_users)),
             "snr_db_user_max": float(snr_users.max()),

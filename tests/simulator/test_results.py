@@ -53,6 +53,11 @@ def test_rows_per_kind_with_bytes_shares_and_rates_counted_by_hand():
     assert (vqa["snr_db"], vqa["snr_db_user_min"], vqa["snr_db_user_max"]) == (5.0, 5.0, 7.0)
     assert classify["accuracy"] == 1.0 and classify["bytes_total"] == 64 * 2
     assert math.isnan(vqa["bleu4"]) and math.isnan(vqa["tx_power_dbm"])
+    # Channel uses: the symbols plus the side information at 0.49 bit per symbol; one of two answers right.
+    assert vqa["channel_uses"] == pytest.approx(21.0 + 40 + 16 / 0.490234375)
+    assert vqa["channel_uses_per_task"] == pytest.approx(vqa["channel_uses"] / 2)
+    assert vqa["channel_uses_per_correct"] == pytest.approx(vqa["channel_uses"] / 1)
+    assert classify["channel_uses"] == 64 and classify["channel_uses_per_correct"] == 64
 
 
 def test_digital_rows_count_information_bytes_and_without_sharing_all_is_unicast():
@@ -66,3 +71,18 @@ def test_digital_rows_count_information_bytes_and_without_sharing_all_is_unicast
     assert row["symbols_no_sharing"] == 201  # sharing off: what was sent
     assert math.isnan(row["symbols_per_token_mean"]) and row["adaptation"] == "fixed"
     assert (row["sharing"], math.isnan(row["threshold"])) == (False, True)
+    assert row["channel_uses"] == pytest.approx(201 + 16 / 0.490234375)  # coded symbols (ARQ included) + side info
+
+
+def test_no_correct_answer_leaves_channel_uses_per_correct_undefined():
+    records = [_record(u, "vqa", "yes", "no") for u in range(2)]
+    result = PointResult(SweepPoint(index=0, snr_db=5.0), "m4sc", SharingVariant(threshold=None), records, [5.0] * 3)
+    (row,) = summarize(result, SCENARIO, "awgn", symbols_per_token=32)
+    assert row["channel_uses"] == 128 and math.isnan(row["channel_uses_per_correct"])
+
+
+def test_side_information_is_counted_at_the_lowest_mcs_of_the_digital_chain():
+    from channels.link_adaptation import mcs_table
+    from simulator.results import SIDE_INFO_BITS_PER_SYMBOL
+
+    assert SIDE_INFO_BITS_PER_SYMBOL == min(m.spectral_efficiency for m in mcs_table(1))
