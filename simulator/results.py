@@ -71,6 +71,7 @@ METRIC_COLUMNS = [
     "channel_uses",          # complex symbols on the air: symbols_public + symbols_private + side information
     "channel_uses_per_task",
     "channel_uses_per_correct",  # channel_uses / correct answers (accuracy x num_tasks); NaN for caption or none right
+    "answer_entropy_bits",   # entropy of the task kind's answers over the run's split (the capacity bound's H); NaN for caption
     "snr_db_user_min",
     "snr_db_user_median",
     "snr_db_user_max",
@@ -92,8 +93,10 @@ def _score(kind: str, predictions: list[str], references: list[tuple[str, ...]])
     return score.get("accuracy", math.nan), score.get("bleu4", math.nan)
 
 
-def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> list[dict]:
-    """Rows of one :class:`simulator.engine.PointResult`, one per task kind, in :data:`TASKS` order."""
+def summarize(result, scenario, channel_label: str, symbols_per_token: int,
+              answer_entropy_bits: dict[str, float] | None = None) -> list[dict]:
+    """Rows of one :class:`simulator.engine.PointResult`, one per task kind, in :data:`TASKS` order.
+    ``answer_entropy_bits``: task kind -> entropy of its answers over the run's split (NaN if absent)."""
     from simulator.scenario import TASKS
 
     bits_per_real = scenario.accounting.bits_per_real
@@ -156,6 +159,7 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int) -> l
             "channel_uses": channel_uses,
             "channel_uses_per_task": channel_uses / len(records),
             "channel_uses_per_correct": channel_uses / correct if correct > 0 else math.nan,
+            "answer_entropy_bits": (answer_entropy_bits or {}).get(kind, math.nan),
             "snr_db_user_min": float(snr_users.min()),
             "snr_db_user_median": float(np.median(snr_users)),
             "snr_db_user_max": float(snr_users.max()),

@@ -196,6 +196,7 @@ class RunSetup:
         image_size = int(self.codec.config.vision["image_size"])
         self.pool = TaskPool.from_sources(kinds, self.clevr_dir, data.split, self.text_dir, data.text_subset,
                                           data.text_split, image_size)
+        self.answer_entropy_bits = {kind: self.pool.answer_entropy_bits(kind) for kind in kinds}
 
     def _build_systems(self, device) -> None:
         from simulator.engine import SweepRunner
@@ -226,6 +227,12 @@ class RunSetup:
         self.runner = SweepRunner(self.scenario, systems, self.pool, self.channel, self.drop, self.grid)
 
     # ---- records ------------------------------------------------------------------------------
+    def rows(self, result) -> list[dict]:
+        """The metrics rows of one :class:`simulator.engine.PointResult` (:func:`simulator.results.summarize`)."""
+        from simulator.results import summarize
+
+        return summarize(result, self.scenario, channel_label(self), self.symbols_per_token, self.answer_entropy_bits)
+
     def resolved_config(self) -> dict:
         """The scenario as run: defaults and derived values filled in (valid scenario YAML again)."""
         config = self.scenario.model_dump(mode="json")

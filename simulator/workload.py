@@ -14,7 +14,9 @@ changes no other user's tasks or arrival times.
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +101,15 @@ class TaskPool:
 
     def kinds(self) -> list[str]:
         return [k for k in TASKS if k in self.tasks]
+
+    def answer_entropy_bits(self, kind: str) -> float:
+        """Entropy (bits) of the first reference's distribution over the pool's ``kind`` tasks: what a
+        perfect source code needs per answer on average. NaN for captions (not one answer each)."""
+        if kind == "caption" or not self.tasks.get(kind):
+            return math.nan
+        counts = collections.Counter(task.references[0] for task in self.tasks[kind])
+        total = sum(counts.values())
+        return float(-sum(n / total * math.log2(n / total) for n in counts.values()))
 
     def load_image(self, filename: str) -> torch.Tensor:
         """``[3, H, W]`` float32 in [0, 1] at ``image_size`` (cached)."""

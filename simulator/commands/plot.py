@@ -1,4 +1,4 @@
-"""``python -m simulator plot RESULTS_DIR [RESULTS_DIR ...] [--figure 5|6|rate|all] [--out DIR] [--snr-db X] [--task T]``:
+"""``python -m simulator plot RESULTS_DIR [RESULTS_DIR ...] [--figure 5|6|rate|efficiency|all] [--out DIR] [--snr-db X] [--task T]``:
 Fig. 5/6-style figures from run folders (see :mod:`simulator.plotting`).
 
 Reads and concatenates ``metrics.parquet`` of every folder (a point present in several folders,
@@ -6,7 +6,10 @@ same key and seed, is kept once), writes ``fig5.png/.pdf`` (accuracy vs SNR) and
 ``fig6.png/.pdf`` (transmitted data vs number of users) into ``--out`` (default: the first
 folder) atomically, and prints the written paths. Notes (skipped figure, duplicate rows) go to
 stderr. ``--figure rate`` writes ``rate.png/.pdf``: accuracy vs transmitted data per rate-adaptation
-mode, one panel per SNR (``--task``, default vqa). Figures 5 and 6 show the fixed-rate rows.
+mode, one panel per SNR (``--task``, default vqa). ``--figure efficiency`` writes
+``efficiency.png/.pdf``: accuracy vs channel uses per task of every system and adaptation setting,
+one panel per SNR, with the capacity bound H(answer) / log2(1 + SNR). Figures 5 and 6 show the
+fixed-rate rows.
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ __all__ = ["add_arguments", "main"]
 def add_arguments(parser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR",
                         help="run folders holding metrics.parquet (e.g. several runs at different num_users / seeds)")
-    parser.add_argument("--figure", choices=["5", "6", "rate", "all"], default="all",
+    parser.add_argument("--figure", choices=["5", "6", "rate", "efficiency", "all"], default="all",
                         help="5: accuracy vs SNR; 6: transmitted data vs number of users; rate: accuracy vs "
-                             "transmitted data per rate-adaptation mode; all (default): 5 and 6, "
+                             "transmitted data per rate-adaptation mode; efficiency: accuracy vs channel uses per "
+                             "task with the capacity bound; all (default): 5 and 6, "
                              "figure 6 skipped with a note when only one user count is present")
     parser.add_argument("--out", default=None, help="output folder (default: the first RESULTS_DIR)")
     parser.add_argument("--snr-db", type=float, default=None, metavar="X",
                         help="SNR (dB) of figure 6 (default: the highest SNR in the results)")
     parser.add_argument("--task", default=None, metavar="TASK",
                         help="figure 6 counts only this task's rows, e.g. vqa as in the paper (default: all tasks); "
-                             "the rate figure's task (default: vqa)")
+                             "the rate and efficiency figures' task (default: vqa)")
 
 
 def main(args) -> int:
@@ -47,10 +51,11 @@ def main(args) -> int:
         required += plotting.FIG6_COLUMNS
     data = plotting.load_results(args.results, required)
     data, dropped = plotting.drop_duplicate_rows(data)
-    if args.figure == "rate":
+    if args.figure in ("rate", "efficiency"):
+        draw = plotting.draw_rate if args.figure == "rate" else plotting.draw_efficiency
         try:
-            for path in plotting.save_figure(plotting.draw_rate(data, args.task or "vqa"),
-                                             args.out if args.out is not None else args.results[0], "rate"):
+            for path in plotting.save_figure(draw(data, args.task or "vqa"),
+                                             args.out if args.out is not None else args.results[0], args.figure):
                 print(path)
         except OSError as err:
             raise UserError(f"cannot write figures to {args.out or args.results[0]}: {err}") from None

@@ -58,8 +58,7 @@ def _print_summary(frame, out: Path, status: str) -> None:
 
 def main(args) -> int:
     from simulator.commands.common import close_progress, in_main_thread, progress_bar, terminate
-    from simulator.results import summarize
-    from simulator.runner import RunSetup, channel_label
+    from simulator.runner import RunSetup
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     setup = RunSetup(args.scenario, args.set, args.out)
@@ -77,8 +76,7 @@ def main(args) -> int:
         progress = progress_bar(runner.work_units(), f"{setup.name} point 1/{points}", "task", args.json)
         for done, results in enumerate(runner.run(on_batch=progress.update), start=1):
             progress.set_description(f"{setup.name} point {min(done + 1, points)}/{points}", refresh=False)
-            rows = [row for result in results
-                    for row in summarize(result, setup.scenario, channel_label(setup), setup.symbols_per_token)]
+            rows = [row for result in results for row in setup.rows(result)]
             run_dir.add_rows(rows)
     except KeyboardInterrupt:
         close_progress(progress)

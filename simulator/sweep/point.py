@@ -45,8 +45,7 @@ def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
     """What ``run BASE --set ...`` computes: the summary rows of every point of the scenario."""
     import uuid
 
-    from simulator.results import summarize
-    from simulator.runner import RunSetup, channel_label
+    from simulator.runner import RunSetup
 
     # RunSetup only checks that its output folder is free; it is never created (the sweep writes parts).
     unused_out = Path(tempfile.gettempdir()) / f"m4sc-sweep-unused-{uuid.uuid4().hex}"
@@ -56,7 +55,7 @@ def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
     rows = []
     for results in runner.run():
         for result in results:
-            rows += summarize(result, setup.scenario, channel_label(setup), setup.symbols_per_token)
+            rows += setup.rows(result)
     info = {"checkpoint": str(setup.checkpoint), "tasks_per_point": runner.tasks_per_run}
     return rows, info
 

@@ -217,3 +217,30 @@ def test_a_codec_compared_side_by_side_is_labelled_as_m4sc_with_its_name():
     assert variant_label("m4sc_gemma3_270m", True, 0.95) == "M4SC (gemma3_270m), sharing"
     keys = [{"system": s, "sharing": False, "threshold": float("nan")} for s in ("deepsc", "m4sc_gemma3_270m", "m4sc")]
     assert [k["system"] for k in sorted(keys, key=_line_order)] == ["m4sc", "m4sc_gemma3_270m", "deepsc"]
+
+
+def test_efficiency_figure_puts_every_setting_at_its_channel_uses_with_the_capacity_bound(tmp_path, capsys):
+    rows = [dict(row, channel_uses_per_task=40.0 if row["adaptation"] == "fixed" else 12.0, answer_entropy_bits=4.0)
+            for row in _adaptive_rows()]
+    digital = [dict(row, system="digital_answer", sharing=False, adaptation="fixed", accuracy=0.75,
+                    channel_uses_per_task=30.0) for row in rows if row["adaptation"] == "fixed" and not row["sharing"]]
+    folder = _write(tmp_path / "efficiency", rows + digital)
+    assert main(["plot", folder, "--figure", "efficiency"]) == 0
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "efficiency" / f"efficiency.{ext}").stat().st_size > 1000
+    figure = plotting.draw_efficiency(plotting.load_results([folder]))
+    panels = [ax for ax in figure.axes if ax.get_visible() and ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["SNR 0 dB", "SNR 10 dB"]
+    for ax, snr in zip(panels, (0.0, 10.0)):
+        (bound,) = [line for line in ax.get_lines() if line.get_label().startswith("capacity bound")]
+        assert bound.get_xdata()[0] == pytest.approx(4.0 / math.log2(1 + 10 ** (snr / 10)))
+        points = {c.get_label(): c.get_offsets().data.tolist() for c in ax.collections}
+        assert points["Digital answer (text, LDPC+QAM)"] == [[30.0, 0.75]]
+        assert points["M4SC: fixed"] == [[40.0, 0.70]] and points["M4SC, sharing: importance@0.9"] == [[12.0, 0.69]]
+
+
+def test_efficiency_figure_needs_channel_uses(tmp_path, capsys):
+    folder = _write(tmp_path / "old", _adaptive_rows())
+    assert main(["plot", folder, "--figure", "efficiency"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "channel_uses_per_task, answer_entropy_bits" in err[0]

@@ -86,3 +86,20 @@ def test_side_information_is_counted_at_the_lowest_mcs_of_the_digital_chain():
     from simulator.results import SIDE_INFO_BITS_PER_SYMBOL
 
     assert SIDE_INFO_BITS_PER_SYMBOL == min(m.spectral_efficiency for m in mcs_table(1))
+
+
+def test_answer_entropy_is_that_of_the_split_and_reaches_the_rows():
+    from simulator.workload import TaskPool
+
+    answers = ["yes", "no", "2", "3"] * 5 + ["yes"] * 4  # p(yes) = 9/24, the others 5/24
+    pool = TaskPool({"vqa": [Task(f"vqa/{i}", "vqa", "q", None, (a,), "s") for i, a in enumerate(answers)],
+                     "caption": [Task("caption/0", "caption", None, None, ("a b", "c d"), "s")]})
+    expected = -(9 / 24 * math.log2(9 / 24) + 3 * 5 / 24 * math.log2(5 / 24))
+    assert pool.answer_entropy_bits("vqa") == pytest.approx(expected)
+    assert math.isnan(pool.answer_entropy_bits("caption"))
+    result = PointResult(SweepPoint(index=0, snr_db=5.0), "m4sc", SharingVariant(threshold=None),
+                         [_record(0, "vqa", "yes", "yes")], [5.0] * 3)
+    (row,) = summarize(result, SCENARIO, "awgn", 32, {"vqa": pool.answer_entropy_bits("vqa")})
+    assert row["answer_entropy_bits"] == pytest.approx(expected)
+    (row,) = summarize(result, SCENARIO, "awgn", 32)
+    assert math.isnan(row["answer_entropy_bits"])
