@@ -23,6 +23,15 @@ def test_shipped_scenarios_validate_and_say_what_they_model(name):
     assert len(scenario.traffic.active_tasks()) >= 1
 
 
+def test_the_efficiency_scenario_is_what_its_figure_compares():
+    scenario = load_scenario(REPO_ROOT / "scenarios" / "efficiency.yaml")
+    assert {"m4sc", "digital_answer", "deepsc_vqa"} <= set(scenario.systems) and scenario.num_users == 8
+    assert scenario.snr_db == [0, 5, 10, 15, 20] and scenario.channel.name == "awgn"
+    assert scenario.sharing.include_off and scenario.sharing.thresholds
+    assert {s.mode for s in scenario.adaptation} == {"fixed", "snr", "importance"}
+    assert scenario.tasks_per_point() >= 1000 and scenario.traffic.active_tasks() == ["vqa"]
+
+
 def test_vqa_8users_sweeps_minus5_to_20_db_with_sharing_on_and_off():
     scenario = load_scenario(REPO_ROOT / "scenarios" / "vqa_8users.yaml")
     assert scenario.num_users == 8
