@@ -26,6 +26,8 @@ from simulator.models.checkpoint import llm_folder, load_codec, load_tokenizer, 
 from simulator.models.pretrained import PretrainedModelError
 from simulator.training import stages as stage_fns
 from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig, instruct_codec_conflict
+from simulator.training.distributed import average_gradients, barrier, process_group
+from simulator.training.warm_start import architecture_keys, copy_vision
 from simulator.training.data import (
     TaskData,
     batch_generator,
@@ -55,7 +57,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = False):
         self.config = config
         self.device = resolve_device(config.device)
-        self.rank, self.world_size = _process_group()
+        self.rank, self.world_size = process_group()
         self.progress = progress and self.rank == 0
         self.out_dir = Path(config.out_dir)
         self.train_data: TaskData | None = None
@@ -72,10 +74,10 @@ class Trainer:
         codec = self.config.codec_config()
         if codec.llm_path and self.rank == 0:
             self._llm_folder(codec)
-        _barrier()
+        barrier()
         if self.rank == 0:
             ensure_data(self.config.data)
-        _barrier()
+        barrier()
         grounded = any(stage.grounding_weight > 0 for stage in self.config.stages.values())
         self.train_data = load_task_data(self.config.data, "train", referred=grounded)
 
@@ -134,7 +136,7 @@ class Trainer:
             tokenizer = train_tokenizer(texts, self.config.tokenizer_vocab_size, self.config.tokenizer)
             path.mkdir(parents=True, exist_ok=True)
             tokenizer.save_pretrained(str(path))
-        _barrier()
+        barrier()
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._check_tokenizer(tokenizer, path)
         return tokenizer
@@ -162,7 +164,7 @@ class Trainer:
             from simulator.models.pretrained import read_llm_config
 
             # The architecture is the pretrained folder's, whatever the profile's defaults say.
-            config = self.config.codec_config(**_architecture_keys(read_llm_config(self._llm_folder(codec))))
+            config = self.config.codec_config(**architecture_keys(read_llm_config(self._llm_folder(codec))))
         else:
             config = self.config.codec_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
@@ -172,7 +174,7 @@ class Trainer:
         except PretrainedModelError as err:
             raise UserError(str(err)) from None
         if self.config.vision_init:
-            self._copy_vision(model, Path(self.config.vision_init))
+            copy_vision(model, Path(self.config.vision_init), self.device)
         return model
 
     @staticmethod
@@ -181,26 +183,6 @@ class Trainer:
             return llm_folder(codec)
         except PretrainedModelError as err:
             raise UserError(str(err)) from None
-
-    def _copy_vision(self, model, folder: Path) -> None:
-        """Load ``vision.*`` and ``object_head.*`` of the codec in ``folder`` into ``model`` (shapes must agree)."""
-        from simulator.models.checkpoint import CheckpointError, WEIGHTS_FILE, read_weights
-
-        try:
-            state = read_weights(folder / WEIGHTS_FILE, str(self.device))
-        except CheckpointError as err:
-            raise UserError(f"vision_init: {err}") from None
-        own = model.state_dict()
-        picked = {k: v for k, v in state.items() if k.startswith(("vision.", "object_head."))}
-        wanted = [k for k in own if k.startswith(("vision.", "object_head."))]
-        missing = [k for k in wanted if k not in picked]
-        wrong = [k for k in picked if k not in own or own[k].shape != picked[k].shape]
-        if missing or wrong:
-            first = (missing or wrong)[0]
-            raise UserError(f"vision_init: the vision encoder in {folder} does not fit this codec's "
-                            f"({len(missing)} missing, {len(wrong)} of another shape, e.g. {first})")
-        model.load_state_dict(picked, strict=False)
-        logger.info("vision encoder and object head from %s", folder)
 
     def collator(self, model, with_target: bool = True) -> InstructionCollator:
         tok = model.tokenizer
@@ -239,7 +221,7 @@ class Trainer:
             final = self.out_dir / "final"
             if self.rank == 0:
                 write_dir_atomically(lambda tmp: shutil.copytree(result, tmp), final)
-            _barrier()
+            barrier()
             result = final
         return result
 
@@ -318,7 +300,7 @@ class Trainer:
                 total += float(loss.detach()) / stage.grad_accum
             return total, samples
 
-        reduce = (lambda total: _average_gradients(params, total, self.world_size)) if self.world_size > 1 else None
+        reduce = (lambda total: average_gradients(params, total, self.world_size)) if self.world_size > 1 else None
         fit(optimizer, params, stage, start, step_loss, log, self.config.checkpoint_every,
             lambda done: self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done), scaler, reduce)
         model.eval()
@@ -333,7 +315,7 @@ class Trainer:
             write_dir_atomically(write_final, final_dir)
             if checkpoint_dir.exists():
                 shutil.rmtree(checkpoint_dir)
-        _barrier()
+        barrier()
         return model, final_dir
 
     # ---- pieces ------------------------------------------------------------------------------
@@ -419,7 +401,7 @@ class Trainer:
 
     def _save_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer, step: int) -> None:
         if self.rank != 0:  # every rank holds the same weights and optimizer state
-            _barrier()
+            barrier()
             return
         state = {"step": step, "optimizer": optimizer.state_dict()}
         if text_tower is not None:
@@ -433,7 +415,7 @@ class Trainer:
 
         write_dir_atomically(write_checkpoint, checkpoint_dir)
         logger.info("checkpoint at step %d: %s", step, checkpoint_dir)
-        _barrier()
+        barrier()
 
     def _load_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer) -> int:
         load_weights(model, checkpoint_dir, str(self.device))
@@ -450,50 +432,6 @@ class Trainer:
                                 "was 0): resume with the same settings, or delete it to start the stage again")
             self._count_head.load_state_dict(state["count_head"])
         return int(state["step"])
-
-
-# Keys of a pretrained folder's config.json that describe the file, not the architecture.
-_NOT_ARCHITECTURE = ("_name_or_path", "architectures", "transformers_version", "dtype", "torch_dtype",
-                     "quantization_config", "_commit_hash", "output_attentions", "output_hidden_states", "return_dict")
-
-
-def _architecture_keys(llm: dict) -> dict:
-    return {key: value for key, value in llm.items() if key not in _NOT_ARCHITECTURE}
-
-
-def _process_group() -> tuple[int, int]:
-    """``(rank, world_size)`` of an initialised ``torch.distributed`` group, else ``(0, 1)``."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def _average_gradients(params: list, loss: float, world_size: int) -> float:
-    """Data parallelism: average every gradient (and the logged loss) over the ranks.
-
-    One all-reduce per parameter after the micro-batches, which is what DistributedDataParallel
-    does with its hooks; the stages call sub-modules (vision, decoder, channel codec) directly
-    rather than one ``forward``, so DDP's wrapper would not see those calls.
-    """
-    import torch.distributed as dist
-
-    for param in params:
-        if param.grad is None:
-            param.grad = torch.zeros_like(param)
-        dist.all_reduce(param.grad)
-        param.grad.div_(world_size)
-    total = torch.tensor([loss], dtype=torch.float64)
-    dist.all_reduce(total)
-    return float(total) / world_size
 
 
 class _PlainEncoder:

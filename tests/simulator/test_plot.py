@@ -210,7 +210,7 @@ def test_rate_figure_needs_two_modes(tmp_path, capsys):
 
 
 def test_a_codec_compared_side_by_side_is_labelled_as_m4sc_with_its_name():
-    from simulator.plotting import _line_order, _system_name, variant_label
+    from simulator.plotting.figures import _line_order, _system_name, variant_label
 
     assert _system_name("m4sc") == "M4SC" and _system_name("m4sc_gemma3_270m") == "M4SC (gemma3_270m)"
     assert variant_label("m4sc_gemma3_270m", False, float("nan")) == "M4SC (gemma3_270m), no sharing"
