@@ -20,7 +20,7 @@ decode on ``target`` of the draws the full rate decodes on, so ``target`` 1.0 me
 them". "Decodes" means: to the token the full rate decodes without noise (:func:`full_rate_tokens`),
 which the stage-3 channel decoder makes differ from the BS's token now and then; measured against
 the BS's token, such a token had no full-rate recovery to keep and fell to the smallest ``k``
-(with the v4 codec, importance@1 then lost up to 0.018 of VQA accuracy against ``fixed`` at 20 dB).
+(with the shipped tiny codec, importance@1 then lost up to 0.018 of VQA accuracy against ``fixed`` at 20 dB).
 Comparing the two rates' shares instead lets draws a prefix happens to win offset draws it
 loses; at 0 dB that cost 0.3-0.7 points of VQA accuracy against ``fixed`` at target 0.99 (8 users,
 1000 tasks), while paired at 1.0 matches ``fixed`` exactly. Public (shared) vectors go at the
