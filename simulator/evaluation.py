@@ -20,7 +20,8 @@ from simulator.assets import SHIPPED_DATA_PRESET, default_eval_clevr_dir
 from simulator.errors import UserError
 from simulator.links import semantic_channel
 
-__all__ = ["EvalSample", "load_eval_samples", "evaluate", "transmit", "DEFAULT_CHECKPOINT", "default_checkpoint"]
+__all__ = ["EvalSample", "load_eval_samples", "evaluate", "transmit", "with_other_images", "DEFAULT_CHECKPOINT",
+           "default_checkpoint"]
 
 
 def default_checkpoint() -> Path:
@@ -129,6 +130,22 @@ def evaluate(model, samples: list[EvalSample], channel: str, snr_db_list: list[f
                      **task_score(task, texts, references, rouge=True), **bs_scores, "num_samples": len(samples),
                      "symbols_per_sample": symbols})
     return rows
+
+
+def with_other_images(samples: list[EvalSample]) -> list[EvalSample]:
+    """The same questions, each with another scene's image: the distinct images, in order of first
+    appearance, pass each one's questions to the next (cyclically), so no question keeps its image.
+    What a codec scores then is what it answers without the right image (the image-swap check);
+    UserError with fewer than two distinct images."""
+    from dataclasses import replace
+
+    keys = [None if s.image is None else s.image.numpy().tobytes() for s in samples]
+    distinct = list(dict.fromkeys(k for k in keys if k is not None))
+    if len(distinct) < 2:
+        raise UserError("--wrong-image needs samples of at least two different images")
+    image_of = {k: s.image for k, s in zip(keys, samples) if k is not None}
+    following = {key: image_of[distinct[(i + 1) % len(distinct)]] for i, key in enumerate(distinct)}
+    return [s if k is None else replace(s, image=following[k]) for k, s in zip(keys, samples)]
 
 
 @torch.inference_mode()

@@ -43,6 +43,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the channel draws")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto (CUDA when present)")
+    parser.add_argument("--wrong-image", action="store_true",
+                        help="give each question another scene's image (the next distinct image of the set): what "
+                             "the codec answers without the right image")
     parser.add_argument("--json", action="store_true", help="print JSON only: one object per SNR")
 
 
@@ -75,13 +78,18 @@ def main(args) -> int:
         raise UserError("--preset chooses the generated test set; it cannot apply to --data")
     samples = load_eval_samples(args.task, args.num_samples, args.data, args.split, args.text_data,
                                 preset=args.preset or SHIPPED_DATA_PRESET)
+    if args.wrong_image:
+        from simulator.evaluation import with_other_images
+
+        samples = with_other_images(samples)
     rows = evaluate(model, samples, args.channel, list(args.snr_db), seed=args.seed, batch_size=args.batch_size,
                     rate=args.rate)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     metric = "accuracy" if args.task != "caption" else "bleu4"
-    print(f"{args.task} on {len(samples)} samples, checkpoint {path}")
+    swapped = " (each with another scene's image)" if args.wrong_image else ""
+    print(f"{args.task} on {len(samples)} samples{swapped}, checkpoint {path}")
     print(f"{'channel':>9} {'snr_db':>7} {metric:>9} {metric + '_noiseless':>19} {'symbols/sample':>15}")
     for row in rows:
         snr = 'inf' if row['snr_db'] is None else row['snr_db']
