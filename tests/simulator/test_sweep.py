@@ -211,3 +211,17 @@ def test_shipped_sweeps_validate(name):
         else ["m4sc", "deepsc_vqa"]
     assert all(s.systems == expected for s in plan.scenarios)
     assert not (REPO_ROOT / "results" / "never-written").exists()
+
+
+def test_the_two_codec_fig5_sweep_is_fig5_plus_the_pretrained_codec():
+    from simulator.sweep import plan_sweep
+
+    fig5 = plan_sweep(REPO_ROOT / "scenarios" / "fig5.yaml", out=REPO_ROOT / "results" / "never-written")
+    both = plan_sweep(REPO_ROOT / "scenarios" / "fig5_gemma.yaml", out=REPO_ROOT / "results" / "never-written")
+    assert len(both.points) == len(fig5.points) == 18
+    for plain, scenario in zip(fig5.scenarios, both.scenarios):
+        assert scenario.systems == ["m4sc", "m4sc_gemma3_270m", *plain.systems[1:]]
+        assert scenario.codecs == {"m4sc_gemma3_270m": "simulator/checkpoints/m4sc_gemma3_270m"}
+        assert (REPO_ROOT / scenario.codecs["m4sc_gemma3_270m"] / "config.json").is_file()
+        assert scenario.model_dump(exclude={"systems", "codecs", "name", "description"}) == \
+            plain.model_dump(exclude={"systems", "codecs", "name", "description"})
