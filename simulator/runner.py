@@ -128,13 +128,16 @@ class RunSetup:
         from simulator.errors import UserError
         from simulator.models.checkpoint import CheckpointError, load_codec
 
-        scenario, loaded = self.scenario, {}
+        from simulator.models.quantize import quantize_codec
+
+        scenario, loaded, quantize = self.scenario, {}, self.scenario.model.quantize
         for name, folder in scenario.codecs.items():
             if name not in scenario.systems:
                 continue
             path = Path(folder).expanduser()
-            try:
-                codec = self._cached(name, path, device, lambda: load_codec(path, device=str(device), inference=True))
+            try:  # model.quantize applies to every codec of the run
+                codec = self._cached(name if quantize == "none" else f"{name}-{quantize}", path, device,
+                                     lambda: quantize_codec(load_codec(path, device=str(device), inference=True), quantize))
             except CheckpointError as err:
                 raise UserError(f"codecs.{name}: {err}") from None
             config = codec.config
