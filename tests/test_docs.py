@@ -3,24 +3,19 @@ scenario's pydantic models and up to date, every scenario key is named in docs/,
 metrics.parquet is explained, and every page is in the site's navigation. (The site itself is built strictly by CI,
 .ci/run, which needs the docs extra.)"""
 
-import importlib.util
 import re
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_script
 
-SCRIPT = REPO_ROOT / "scripts" / "gen_scenario_reference.py"
 DOCS = REPO_ROOT / "docs"
 
 
 @pytest.fixture(scope="module")
 def generator():
-    spec = importlib.util.spec_from_file_location("gen_scenario_reference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gen_scenario_reference")
 
 
 def test_scenario_key_reference_is_generated_from_the_models(generator):

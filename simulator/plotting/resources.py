@@ -30,9 +30,7 @@ def draw_rate(data: pd.DataFrame, task: str = "vqa"):
     keys = ["snr_db", "system", "sharing", "mode", "adaptation"]
     stats = rows.groupby(keys, dropna=False)[["accuracy", "kb_per_task"]].mean().reset_index()
     snrs = sorted(stats["snr_db"].unique())
-    columns = min(3, len(snrs))
-    figure = _new_figure(4.2 * columns, 3.6 * math.ceil(len(snrs) / columns) + 0.6)
-    axes = np.atleast_1d(figure.subplots(math.ceil(len(snrs) / columns), columns, squeeze=False).ravel())
+    figure, axes = _snr_panels(len(snrs), 0.6)
     for ax, snr in zip(axes, snrs):
         part = stats[stats["snr_db"] == snr]
         for i, ((system, sharing, mode), curve) in enumerate(part.groupby(["system", "sharing", "mode"], sort=True)):
@@ -44,12 +42,9 @@ def draw_rate(data: pd.DataFrame, task: str = "vqa"):
         ax.set_xlabel("transmitted data per task (kB)")
         ax.set_ylabel("accuracy")
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(snrs):]:
-        ax.set_visible(False)
-    figure.suptitle(f"{_TASK_TITLES.get(task, task)}: accuracy vs transmitted data per rate-adaptation mode — "
-                    f"channel: {_channel_text(stats.get('channel', rows['channel']))}", fontsize=10)
-    _legend_below(figure, axes[:len(snrs)])
-    return figure
+    return _finish_panels(figure, axes, len(snrs),
+                          f"{_TASK_TITLES.get(task, task)}: accuracy vs transmitted data per rate-adaptation mode — "
+                          f"channel: {_channel_text(stats.get('channel', rows['channel']))}")
 
 
 def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
@@ -70,9 +65,7 @@ def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
     stats = rows.groupby(keys, dropna=False)[["accuracy", "channel_uses_per_task", "answer_entropy_bits"]] \
         .mean().reset_index()
     snrs = sorted(stats["snr_db"].unique())
-    columns = min(3, len(snrs))
-    figure = _new_figure(4.2 * columns, 3.6 * math.ceil(len(snrs) / columns) + 0.9)
-    axes = np.atleast_1d(figure.subplots(math.ceil(len(snrs) / columns), columns, squeeze=False).ravel())
+    figure, axes = _snr_panels(len(snrs), 0.9)
     systems = sorted(stats[["system", "sharing"]].drop_duplicates().itertuples(index=False, name=None),
                      key=lambda key: _line_order({"system": key[0], "sharing": key[1], "threshold": math.nan}))
     adaptations = sorted(stats["adaptation"].astype(str).unique())
@@ -97,9 +90,22 @@ def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
         ax.set_xlabel("channel uses per task (complex symbols)")
         ax.set_ylabel("accuracy")
         ax.grid(True, alpha=0.3, which="both")
-    for ax in axes[len(snrs):]:
+    return _finish_panels(figure, axes, len(snrs),
+                          f"{_TASK_TITLES.get(task, task)}: accuracy vs channel uses per task — channel: "
+                          f"{_channel_text(rows['channel'])}; H(answer) = {entropy:.2f} bit")
+
+
+def _snr_panels(count: int, legend_room_in: float):
+    """A figure with ``count`` panels, three to a row, and room below them for the legend (inches)."""
+    columns = min(3, count)
+    figure = _new_figure(4.2 * columns, 3.6 * math.ceil(count / columns) + legend_room_in)
+    return figure, np.atleast_1d(figure.subplots(math.ceil(count / columns), columns, squeeze=False).ravel())
+
+
+def _finish_panels(figure, axes, used: int, title: str):
+    """Hide the grid's unused panels, set the title, put one legend below the used ones."""
+    for ax in axes[used:]:
         ax.set_visible(False)
-    figure.suptitle(f"{_TASK_TITLES.get(task, task)}: accuracy vs channel uses per task — channel: "
-                    f"{_channel_text(rows['channel'])}; H(answer) = {entropy:.2f} bit", fontsize=10)
-    _legend_below(figure, axes[:len(snrs)])
+    figure.suptitle(title, fontsize=10)
+    _legend_below(figure, axes[:used])
     return figure

@@ -1,21 +1,16 @@
 """scripts/bow_reference.py: the bag-of-words logistic regression every semantic system must beat."""
 
-import importlib.util
 import json
 import random
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bow_reference.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("bow_reference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bow_reference")
 
 
 def write_split(folder, cue_words, noise_words, sizes, seed=0, flip=0.0):

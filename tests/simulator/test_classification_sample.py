@@ -1,20 +1,15 @@
 """scripts/classification_sample.py: the paired, count-weighted difference of two systems' accuracies."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "classification_sample.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("classification_sample", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("classification_sample")
 
 
 def test_paired_difference_of_equal_weights(script):
