@@ -49,10 +49,17 @@ def checkpoint_hash(directory: str | Path) -> str:
     for name in ("config.json", "model.safetensors"):
         path = Path(directory) / name
         digest.update(name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_with_file(digest, path)
     return digest.hexdigest()
+
+
+def update_with_file(digest, path: str | Path):
+    """Feed the bytes of the file at ``path`` to ``digest`` (a ``hashlib`` object) in 1 MiB blocks;
+    returns ``digest``."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
 
 
 def process_record() -> dict:

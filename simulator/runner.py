@@ -260,6 +260,7 @@ class RunSetup:
         return data.preset if data.clevr_dir is None else data_preset(Path(data.clevr_dir).expanduser())
 
     def manifest(self) -> dict:
+        from simulator.models.pretrained import llm_provenance
         from simulator.provenance import checkpoint_hash
 
         info = {
@@ -271,9 +272,9 @@ class RunSetup:
             "checkpoint": str(self.checkpoint),
             "checkpoint_sha256": checkpoint_hash(self.checkpoint),
             "codec_profile": self.codec.config.profile,
-            "codec_llm": llm_provenance(self.codec.config),
+            "codec_llm": llm_provenance(self.codec.config.llm_path),
             "codecs": {name: {"checkpoint": str(path), "checkpoint_sha256": checkpoint_hash(path),
-                              "codec_profile": codec.config.profile, "codec_llm": llm_provenance(codec.config)}
+                              "codec_profile": codec.config.profile, "codec_llm": llm_provenance(codec.config.llm_path)}
                        for name, (path, codec, _) in self.extra_codecs.items()},
             "data_preset": self.data_preset(),
             "bits_per_real": self.scenario.accounting.bits_per_real,
@@ -296,16 +297,6 @@ class RunSetup:
                 "speed_mps": [round(float(v), 3) for v in self.drop.ut_velocities.norm(dim=-1)],
             }
         return info
-
-
-def llm_provenance(config) -> dict | None:
-    """Where a codec's pretrained LLM came from (``llm_path``; for a packaged model also its package,
-    GGUF hash and licence, from the folder's ``SOURCE.json``); None for an LLM trained here."""
-    if not config.llm_path:
-        return None
-    from simulator.models.pretrained import llm_source, resolve_llm_path
-
-    return {"llm_path": config.llm_path, **(llm_source(resolve_llm_path(config.llm_path, prepare=False)) or {})}
 
 
 def channel_label(setup: RunSetup) -> str:

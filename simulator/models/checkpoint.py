@@ -15,10 +15,10 @@ from pathlib import Path
 
 from simulator.errors import not_a_folder
 from simulator.models.config import CodecConfig
-from simulator.models.pretrained import PretrainedModelError
+from simulator.models.pretrained import PretrainedModelError, resolve_llm_path
 
 __all__ = ["CheckpointError", "save_codec", "load_codec", "load_weights", "load_tokenizer", "read_weights",
-           "check_weights", "read_codec_config", "llm_folder", "FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE"]
+           "check_weights", "read_codec_config", "FORMAT_VERSION", "CONFIG_FILE", "WEIGHTS_FILE"]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -114,7 +114,7 @@ def load_codec(directory: str | Path, device: str = "cpu", inference: bool = Fal
     if not (directory / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"checkpoint has no {WEIGHTS_FILE}: {directory / WEIGHTS_FILE}")
     try:
-        tokenizer = load_tokenizer(llm_folder(config) if config.llm_path else directory)
+        tokenizer = load_tokenizer(resolve_llm_path(config.llm_path) if config.llm_path else directory)
         model = M4SCModel(config, tokenizer).to(device)
     except PretrainedModelError as err:
         raise CheckpointError(f"{directory}: {err}") from None
@@ -135,13 +135,6 @@ def load_tokenizer(directory: Path, error: type[Exception] = CheckpointError):
         raise error(f"cannot load the tokenizer in {directory}: {err}") from None
     tokenizer.padding_side = "left"
     return tokenizer
-
-
-def llm_folder(config: CodecConfig) -> Path:
-    """The local folder of a codec's pretrained LLM (``llm_path``, packaged models unpacked on first use)."""
-    from simulator.models.pretrained import resolve_llm_path
-
-    return resolve_llm_path(config.llm_path)
 
 
 def load_weights(model, directory: str | Path, device: str = "cpu") -> None:

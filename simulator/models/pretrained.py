@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["PretrainedModelError", "PackagedModel", "PACKAGED_MODELS", "PACKAGE_PREFIX", "model_cache_dir",
-           "resolve_llm_path", "check_llm_folder", "read_llm_config", "prepare_packaged_model", "convert_gguf",
+           "resolve_llm_path", "check_llm_folder", "read_llm_config", "prepare_packaged_model", "convert_gguf", "llm_provenance",
            "llm_source"]
 
 PACKAGE_PREFIX = "package:"
 SOURCE_FILE = "SOURCE.json"
-CAUSAL_LM_FILES = ("config.json",)
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
 
@@ -128,11 +127,22 @@ def llm_source(folder: Path) -> dict | None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from simulator.provenance import update_with_file
+
+    return update_with_file(hashlib.sha256(), path).hexdigest()
+
+
+def llm_provenance(llm_path: str | None) -> dict | None:
+    """Where a codec's pretrained LLM came from, for manifests and model cards: ``llm_path`` and,
+    for a packaged model already unpacked, its ``SOURCE.json`` (package, GGUF hash, licence); None
+    for an LLM trained here. Unpacks nothing."""
+    if not llm_path:
+        return None
+    try:
+        source = llm_source(resolve_llm_path(llm_path, prepare=False))
+    except PretrainedModelError:
+        source = None
+    return {"llm_path": llm_path, **(source or {})}
 
 
 def prepare_packaged_model(name: str, folder: Path | None = None) -> Path:

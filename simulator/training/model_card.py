@@ -109,7 +109,9 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
                            f"{row[metric + '_noiseless']:.4f} | {row['num_samples']} |")
     sections = [("Data", _data_lines(train_config.data, data_report, with_scores=bool(scores))),
                 ("Stages", stage_lines), ("Scores", score_lines)]
-    base = _base_model(train_config)
+    from simulator.models.pretrained import llm_provenance
+
+    base = llm_provenance(train_config.codec_config().llm_path)
     if base is not None:
         card["base_llm"] = base
         sections.insert(0, ("Base LLM", [
@@ -121,19 +123,6 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
     if notes:
         sections.append(("Notes", [notes]))
     return write_card(checkpoint_dir, f"M4SC codec, profile `{train_config.profile}`", command, card, sections)
-
-
-def _base_model(train_config) -> dict | None:
-    """The pretrained LLM a codec builds on (its ``llm_path`` and ``SOURCE.json``), or None."""
-    llm_path = train_config.codec_config().llm_path
-    if not llm_path:
-        return None
-    from simulator.models.pretrained import PretrainedModelError, llm_source, resolve_llm_path
-
-    try:
-        return {"llm_path": llm_path, **(llm_source(resolve_llm_path(llm_path, prepare=False)) or {})}
-    except PretrainedModelError:
-        return {"llm_path": llm_path}
 
 
 def _data_lines(data_config, report: dict | None, with_scores: bool) -> list[str]:

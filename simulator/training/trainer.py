@@ -22,8 +22,8 @@ from simulator.data.collate import InstructionCollator
 from simulator.device import resolve_device
 from simulator.errors import UserError
 from simulator.files import write_dir_atomically
-from simulator.models.checkpoint import llm_folder, load_codec, load_tokenizer, load_weights, save_codec
-from simulator.models.pretrained import PretrainedModelError
+from simulator.models.checkpoint import load_codec, load_tokenizer, load_weights, save_codec
+from simulator.models.pretrained import PretrainedModelError, resolve_llm_path
 from simulator.training import stages as stage_fns
 from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig, instruct_codec_conflict
 from simulator.training.distributed import average_gradients, barrier, process_group
@@ -180,7 +180,7 @@ class Trainer:
     @staticmethod
     def _llm_folder(codec) -> Path:
         try:
-            return llm_folder(codec)
+            return resolve_llm_path(codec.llm_path)
         except PretrainedModelError as err:
             raise UserError(str(err)) from None
 
