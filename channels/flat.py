@@ -32,6 +32,7 @@ __all__ = [
     "RayleighBlockFadingChannel",
     "RicianBlockFadingChannel",
     "broadcast",
+    "combine_receptions",
     "expand_noise",
     "EQUALIZERS",
 ]
@@ -73,6 +74,19 @@ class Channel(Protocol):
 def broadcast(x: torch.Tensor, num_users: int) -> torch.Tensor:
     """One transmission seen by ``num_users`` receivers: ``[batch, n]`` -> ``[batch, num_users, n]``."""
     return x.unsqueeze(1).expand(x.shape[0], num_users, x.shape[-1])
+
+
+def combine_receptions(first: ChannelOutput, second: ChannelOutput, no: float | torch.Tensor,
+                       equalizer: str = "mmse") -> torch.Tensor:
+    """Maximum-ratio combining of two receptions of the same symbols (chase combining):
+    ``x_hat`` from ``y1 = h1 x + n1`` and ``y2 = h2 x + n2`` with independent noise of power ``no``
+    (as in :meth:`FlatChannel.forward`), ``[batch, num_users, num_symbols]`` complex64. ZF: unbiased,
+    noise ``no / (|h1|^2 + |h2|^2)``; MMSE: for ``x ~ CN(0, 1)``."""
+    batch, num_users, _ = first.y.shape
+    no = expand_noise(no, batch, num_users, device=first.y.device)
+    numerator = torch.conj(first.h) * first.y + torch.conj(second.h) * second.y
+    gain = first.h.abs() ** 2 + second.h.abs() ** 2
+    return numerator / gain if equalizer == "zf" else numerator / (gain + no)
 
 
 def expand_noise(no: float | torch.Tensor, batch: int, num_users: int, device=None) -> torch.Tensor:

@@ -4,8 +4,10 @@ A codec trained with ``stages.joint.rates`` sends a token as the first ``k`` of 
 and decodes it from them alone (:mod:`simulator.models.channel_codec`). The BS picks ``k``:
 
 - ``fixed``: ``k = c`` for every token (the single-rate system);
-- ``snr``: one ``k`` per user from its reported SNR, by the checkpoint's calibrated table
-  (:class:`RateTable`, ``rate_table.json``, made by ``python -m simulator calibrate``);
+- ``snr``: one ``k`` per user from its reported SNR and the kind of task it asked for, by the
+  checkpoint's calibrated table (:class:`RateTable`, ``rate_table.json``, made by
+  ``python -m simulator calibrate``; one row of recoveries per task, since a one-word VQA answer
+  survives at far fewer symbols than a caption's tokens, and both ends know the task);
 - ``importance``: one ``k`` per token. A token's importance here is how much channel noise it
   survives: the BS holds the receiver's channel decoder and LM head, so it can decode its own
   symbols through noise at each candidate ``k`` (:func:`recovery_probability`). A token the LM head
@@ -33,6 +35,14 @@ a public vector from the first ``k`` of its own symbols, which the nested codec 
 larger ``k`` the vector went at for the others. At an SNR where every user needs ``c``, ``snr`` is
 the fixed system exactly, bytes included.
 
+Rates below 4 are short codes (:mod:`simulator.models.channel_codec`), whose symbols are no prefix
+of the nested code: public vectors never go at one (``snr``: the smallest nested rate at or above the
+group's largest ``k``, read by a short-coded user from that many of its first symbols; ``importance``
+signals the vector's ``k`` to all its users anyway). With ``repeat`` the candidates go on above ``c``
+(:func:`repetition_rates`): the token's ``c`` symbols, then its first ``k - c`` again, which the
+user combines with the first reception; the reference recovery is then that of ``2c``, and the
+broadcast is never repeated.
+
 The recovery estimate assumes AWGN at the user's reported (average) SNR with the MMSE equaliser of
 :class:`channels.flat.AWGNChannel`; under fading it is optimistic (raise ``target`` for margin).
 Its noise is a fixed set of ``draws`` patterns shared by all tokens, so a token's ``k`` does not
@@ -45,7 +55,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -63,9 +73,23 @@ def rate_bits(num_rates: int) -> int:
     return math.ceil(math.log2(num_rates)) if num_rates > 1 else 0
 
 
-def _noise_patterns(draws: int, symbols: int) -> torch.Tensor:
-    """``[draws, c]`` complex64 unit-power Gaussian noise, the same on every call."""
-    generator = torch.Generator().manual_seed(_NOISE_SEED)
+def repetition_rates(symbols_per_token: int) -> list[int]:
+    """The rates above ``c`` that ``repeat`` offers: ``5c/4``, ``3c/2`` and ``2c`` (a token's ``c``
+    symbols, then its first ``k - c`` again)."""
+    c = symbols_per_token
+    return sorted({c + max(1, round(c * f)) for f in (0.25, 0.5, 1.0)})
+
+
+def candidate_rates(codec_config, setting) -> list[int]:
+    """The rates a setting chooses from: the codec's, plus :func:`repetition_rates` with ``repeat``."""
+    rates = codec_config.rates
+    return rates + repetition_rates(codec_config.channel_symbols_per_token) if getattr(setting, "repeat", False) else rates
+
+
+def _noise_patterns(draws: int, symbols: int, copy: int = 0) -> torch.Tensor:
+    """``[draws, c]`` complex64 unit-power Gaussian noise, the same on every call (``copy`` 1: the
+    second reception of repeated symbols)."""
+    generator = torch.Generator().manual_seed(_NOISE_SEED + copy)
     parts = torch.randn(2, draws, symbols, generator=generator) * math.sqrt(0.5)
     return torch.complex(parts[0], parts[1])
 
@@ -79,7 +103,8 @@ def recovery_probability(codec, hidden: torch.Tensor, tokens: torch.Tensor, snr_
         codec: the M4SC model (its channel encoder and decoder and LM head are used).
         hidden: ``[N, d]`` semantic vectors; ``tokens``: ``[N]`` the tokens they stand for.
         snr_db: ``[N]`` the receiving user's SNR (dB) for each vector.
-        rates: candidate ``k``, ascending (the last is the reference when ``paired``).
+        rates: candidate ``k``, ascending (the last is the reference when ``paired``); ``k > c``
+            sends the first ``k - c`` symbols twice, combined at the receiver (noise variance halved).
         paired: count a draw at rate ``k`` only when it also decodes at ``rates[-1]``. Every rate
             sees the same noise draws (on its first ``k`` symbols), so this is the share of the full
             rate's recoveries that ``k`` keeps: draws where ``k`` wins and the full rate loses do not
@@ -97,9 +122,13 @@ def recovery_probability(codec, hidden: torch.Tensor, tokens: torch.Tensor, snr_
     no = torch.pow(10.0, -snr_db.float().to(device) / 10).view(-1, 1, 1)
     correct = []
     for k in rates:
-        k_per_token = torch.full((hidden.shape[0],), k, dtype=torch.long, device=device)
+        k_per_token = torch.full((hidden.shape[0],), min(k, c), dtype=torch.long, device=device)
         x = codec.channel_encoder(hidden, k_per_token).unsqueeze(1)  # [N, 1, c]
         x_hat = (x + noise.unsqueeze(0) * torch.sqrt(no)) / (1 + no)  # MMSE with h = 1
+        if k > c:  # maximum-ratio combining of two receptions of the first k - c symbols
+            twice = (x + (noise + _noise_patterns(draws, c, copy=1).to(device)).unsqueeze(0) / 2 * torch.sqrt(no)) \
+                / (1 + no / 2)
+            x_hat = torch.where(torch.arange(c, device=device) < k - c, twice, x_hat)
         decoded = codec.logits(codec.channel_decoder(x_hat, k_per_token.unsqueeze(1).expand(-1, draws))).argmax(-1)
         correct.append(decoded == tokens.unsqueeze(1))  # [N, draws]
     if paired:
@@ -135,37 +164,48 @@ def reduce_to_budget(choice: torch.Tensor, recovery: torch.Tensor, rates: list[i
 @dataclass
 class RateTable:
     """Calibrated token recovery of a nested codec through AWGN: ``recovery[s][r]`` at ``snr_db[s]``
-    and ``rates[r]`` (the ``snr`` policy's table).
+    and ``rates[r]`` (the ``snr`` policy's table; ``rates`` are the codec's, then
+    :func:`repetition_rates`).
 
     Attributes:
-        snr_db: ascending SNR grid (dB); rates: the codec's rates; recovery: ``[S][R]`` in [0, 1];
-        source: what it was calibrated on (recorded for the model card).
+        snr_db: ascending SNR grid (dB); rates: the codec's rates; recovery: ``[S][R]`` in [0, 1]
+            over all calibration tokens; by_task: the same per task (``vqa``, ``caption``,
+            ``classify``), for the tasks calibrated; source: what it was calibrated on (recorded for
+            the model card).
     """
 
     snr_db: list[float]
     rates: list[int]
     recovery: list[list[float]]
     source: dict
+    by_task: dict[str, list[list[float]]] = field(default_factory=dict)
 
-    def rate_for(self, snr_db: float, target: float) -> int:
-        """The smallest rate keeping ``target`` x the full-rate recovery, read at the grid point at or
-        below ``snr_db`` (conservative; below the grid: the full rate)."""
+    def rate_for(self, snr_db: float, target: float, task: str | None = None, max_rate: int | None = None) -> int:
+        """The smallest rate up to ``max_rate`` (None: all the table's) keeping ``target`` x the
+        recovery of ``task``'s tokens (all tokens where the table has no row for it) at that largest
+        rate, read at the grid point at or below ``snr_db`` (conservative; below the grid: the
+        largest rate)."""
+        columns = [i for i, k in enumerate(self.rates) if max_rate is None or k <= max_rate]
         below = [i for i, s in enumerate(self.snr_db) if s <= snr_db + 1e-9]
         if not below:
-            return self.rates[-1]
-        index = int(smallest_rate(torch.tensor(self.recovery[below[-1]]), target))
-        return self.rates[index]
+            return self.rates[columns[-1]]
+        recovery = self.by_task.get(task, self.recovery) if task is not None else self.recovery
+        index = int(smallest_rate(torch.tensor(recovery[below[-1]])[columns], target))
+        return self.rates[columns[index]]
 
     def save(self, path: str | Path) -> None:
         from simulator.files import atomic_write_bytes
 
-        payload = {"snr_db": self.snr_db, "rates": self.rates, "recovery": self.recovery, "source": self.source}
+        payload = {"snr_db": self.snr_db, "rates": self.rates, "recovery": self.recovery, "by_task": self.by_task,
+                   "source": self.source}
         atomic_write_bytes(Path(path), (json.dumps(payload, indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | Path) -> "RateTable":
         data = json.loads(Path(path).read_text())
-        return cls(list(data["snr_db"]), list(data["rates"]), [list(r) for r in data["recovery"]], dict(data["source"]))
+        by_task = {task: [list(r) for r in rows] for task, rows in data.get("by_task", {}).items()}
+        return cls(list(data["snr_db"]), list(data["rates"]), [list(r) for r in data["recovery"]], dict(data["source"]),
+                   by_task)
 
 
 def check_adaptation(settings, codec_config, checkpoint: str | Path | None) -> RateTable | None:
@@ -187,8 +227,9 @@ def check_adaptation(settings, codec_config, checkpoint: str | Path | None) -> R
         raise ValueError(f"mode snr needs the codec's calibrated rate table {path}: make it with "
                          f"python -m simulator calibrate --checkpoint {checkpoint}")
     table = RateTable.load(path)
-    if table.rates != rates:
-        raise ValueError(f"{path} is for rates {table.rates}, the codec serves {rates}: calibrate it again")
+    wanted = max((candidate_rates(codec_config, s) for s in settings if s.mode == "snr"), key=len)
+    if table.rates[:len(wanted)] != wanted:
+        raise ValueError(f"{path} is for rates {table.rates}, the codec serves {wanted}: calibrate it again")
     return table
 
 
@@ -200,9 +241,9 @@ class RateDecision:
         private_rates: ``[rows, T]`` int64, ``k`` of each private token (0 elsewhere).
         public_rates: ``[P]`` int64, ``k`` of each public vector.
         signalling_bits: per row, the rate-signalling bits charged to it.
-        row_rates: ``snr``: ``[rows]`` int64, each row's own ``k``, which its user also decodes the
-            public vectors from (their first ``k`` symbols); None: public tokens decode at their
-            vector's ``k``.
+        row_rates: ``snr``: ``[rows]`` int64, the ``k`` each row's user decodes the public vectors
+            from (their first ``k`` symbols): its own ``k``, or for a short-coded one the smallest
+            nested rate above it; None: public tokens decode at their vector's ``k``.
     """
 
     private_rates: torch.Tensor
@@ -226,11 +267,13 @@ def full_rate_tokens(codec, hidden: torch.Tensor) -> torch.Tensor:
     return codec.logits(codec.channel_decoder(symbols, full)).argmax(-1).cpu()
 
 
-def token_recovery(codec, hidden: torch.Tensor, token_mask: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+def token_recovery(codec, hidden: torch.Tensor, token_mask: torch.Tensor, snr_db: torch.Tensor,
+                   rates: list[int] | None = None) -> torch.Tensor:
     """``[rows, T, R]``: :func:`recovery_probability` (paired) of every sent vector ``hidden [rows, T, d]``
-    at its row's ``snr_db [rows]`` at each of the codec's rates (0 where ``token_mask [rows, T]`` is
-    False), the token being what the full rate decodes without noise (:func:`full_rate_tokens`)."""
-    rates = codec.config.rates
+    at its row's ``snr_db [rows]`` at each of ``rates`` (None: the codec's) (0 where
+    ``token_mask [rows, T]`` is False), the token being what the full rate decodes without noise
+    (:func:`full_rate_tokens`)."""
+    rates = rates or codec.config.rates
     recovery = torch.zeros(*token_mask.shape, len(rates))
     where = token_mask.nonzero()
     sent = hidden[token_mask]
@@ -241,7 +284,8 @@ def token_recovery(codec, hidden: torch.Tensor, token_mask: torch.Tensor, snr_db
 
 def decide_rates(setting, codec, table: RateTable | None, hidden: torch.Tensor,
                  private_mask: torch.Tensor, public_vectors: torch.Tensor, public_index: torch.Tensor,
-                 snr_db: torch.Tensor, recovery: torch.Tensor | None = None) -> RateDecision:
+                 snr_db: torch.Tensor, recovery: torch.Tensor | None = None,
+                 row_tasks: list[str] | None = None) -> RateDecision:
     """Rates of one batch under ``setting`` (:class:`simulator.scenario.AdaptationSetting`).
 
     Args:
@@ -252,9 +296,10 @@ def decide_rates(setting, codec, table: RateTable | None, hidden: torch.Tensor,
         snr_db: ``[rows]`` each row's user's reported SNR (dB).
         recovery: ``importance``: :func:`token_recovery` of these vectors, when the caller already has
             it (it depends on the vectors and SNRs only, not on the setting or the sharing plan).
+        row_tasks: ``snr``: each row's task kind, to read its row of the table (None: all tokens').
     """
-    rates = codec.config.rates
-    c = rates[-1]
+    rates = candidate_rates(codec.config, setting)
+    c = codec.config.channel_symbols_per_token
     rows = private_mask.shape[0]
     num_public = public_vectors.shape[0]
     listeners = [sorted({int(r) for r in (public_index == p).nonzero()[:, 0].tolist()}) for p in range(num_public)]
@@ -269,20 +314,29 @@ def decide_rates(setting, codec, table: RateTable | None, hidden: torch.Tensor,
     if setting.mode == "snr":
         if table is None:
             raise ValueError("mode snr needs the codec's rate table")
-        row_rate = [table.rate_for(float(snr_db[r]), target) for r in range(rows)]
+        row_rate = [table.rate_for(float(snr_db[r]), target, row_tasks[r] if row_tasks else None, rates[-1])
+                    for r in range(rows)]
         for r in range(rows):
             private_rates[r][private_mask[r]] = row_rate[r]
+        # A short-coded k is no prefix: public vectors go at the smallest nested rate at or above their
+        # group's largest k, and a row at a short code reads them at the smallest nested rate above its k.
+        # The broadcast is never repeated: at most c.
+        nested = codec.config.nested_rates
+
+        def nested_from(k: int) -> int:
+            return min(n for n in nested if n >= min(k, c))
         for p, group in enumerate(listeners):
-            public_rates[p] = max(row_rate[r] for r in group)
-        return RateDecision(private_rates, public_rates, bits, torch.tensor(row_rate, dtype=torch.long))
+            public_rates[p] = nested_from(max(row_rate[r] for r in group))
+        return RateDecision(private_rates, public_rates, bits,
+                            torch.tensor([nested_from(k) for k in row_rate], dtype=torch.long))
 
     # importance: per token
     where = private_mask.nonzero()
     if recovery is None:
-        recovery = token_recovery(codec, hidden, private_mask, snr_db)
+        recovery = token_recovery(codec, hidden, private_mask, snr_db, rates)
     recovery = recovery[private_mask]
     choice = smallest_rate(recovery, target)
-    full = len(rates) - 1
+    full = rates.index(c)
     for r in range(rows):
         mine = (where[:, 0] == r).nonzero()[:, 0]
         if setting.budget is not None and mine.numel():
@@ -291,6 +345,7 @@ def decide_rates(setting, codec, table: RateTable | None, hidden: torch.Tensor,
         bits[r] += signalling_bits(choice[mine], full, per_decision)
     private_rates[private_mask] = torch.tensor(rates)[choice]
     if num_public:
+        rates = rates[:full + 1]  # the broadcast is never repeated
         member_tokens = full_rate_tokens(codec, public_vectors)
         pairs = [(p, r) for p, group in enumerate(listeners) for r in group]
         public_recovery = recovery_probability(codec, public_vectors[[p for p, _ in pairs]], member_tokens[[p for p, _ in pairs]],

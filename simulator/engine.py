@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from simulator.interface import BatchPlan, Delivery, Link, System
-from simulator.links import BROADCAST_STREAM, UNICAST_STREAM
+from simulator.links import BROADCAST_STREAM, REPEAT_STREAM, UNICAST_STREAM
 from simulator.scenario import AdaptationSetting, Scenario, SharingVariant, SweepPoint
 from simulator.workload import Arrival, Task, TaskPool, poisson_arrivals, snapshot_rounds
 
@@ -339,7 +339,8 @@ class SweepRunner:
         users, seed = self.scenario.num_users, self.scenario.seed
         return Link(self.channel, snr_db_to_no(snr_db), snr_db,
                     broadcast_streams=user_generators(seed, users, BROADCAST_STREAM),
-                    unicast_streams=user_generators(seed, users, UNICAST_STREAM))
+                    unicast_streams=user_generators(seed, users, UNICAST_STREAM),
+                    repeat_streams=user_generators(seed, users, REPEAT_STREAM))
 
     def allocator(self, system: System):
         from channels.allocation import ResourceAllocator

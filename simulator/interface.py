@@ -50,6 +50,8 @@ class Link:
         snr_db: ``[U]`` float32, each user's SNR in dB (Es/N0).
         broadcast_streams: ``U`` generators for the users' reception of the broadcast.
         unicast_streams: ``U`` generators for the users' own (unicast) streams.
+        repeat_streams: ``U`` generators for second receptions of repeated symbols (None: the
+            unicast streams), so that repeating leaves the first receptions' draws as without it.
     """
 
     channel: Channel
@@ -57,6 +59,7 @@ class Link:
     snr_db: torch.Tensor
     broadcast_streams: list[torch.Generator]
     unicast_streams: list[torch.Generator]
+    repeat_streams: list[torch.Generator] | None = None
 
     @property
     def num_users(self) -> int:

@@ -3,8 +3,9 @@ digital chains) and the semantic codec's per-token channel (``eval`` and stage-3
 
 Stream ids: the physical layer of user ``u`` draws from
 :func:`channels.randomness.user_generators` streams :data:`UNICAST_STREAM` (its own stream) and
-:data:`BROADCAST_STREAM` (its reception of the broadcast), recreated for every sweep point, system
-and sharing variant, so variants and points see common random numbers.
+:data:`BROADCAST_STREAM` (its reception of the broadcast), and :data:`REPEAT_STREAM` (second
+receptions of repeated symbols), recreated for every sweep point, system and sharing variant, so
+variants and points see common random numbers.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from simulator.scenario import Scenario
 
-__all__ = ["UNICAST_STREAM", "BROADCAST_STREAM", "SEMANTIC_CHANNELS", "build_channel", "semantic_channel", "channel_set"]
+__all__ = ["UNICAST_STREAM", "BROADCAST_STREAM", "REPEAT_STREAM", "SEMANTIC_CHANNELS", "build_channel", "semantic_channel", "channel_set"]
 
 #: ``user_generators`` stream ids of the physical layer.
 UNICAST_STREAM = 101
 BROADCAST_STREAM = 102
+REPEAT_STREAM = 103  # second receptions of repeated symbols (adaptation.repeat), apart from UNICAST_STREAM
 #: Channels the semantic codec is trained and scored on (``eval --channel``, ``stages.joint.channels``).
 SEMANTIC_CHANNELS = ("awgn", "rayleigh")
 

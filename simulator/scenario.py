@@ -289,7 +289,8 @@ class AdaptationSetting(StrictModel):
     x that of ``k = c`` (the checkpoint's ``rate_table.json``). ``importance``: one ``k`` per token,
     the smallest that keeps at least ``target`` of the noisy receptions of *that* token at the user's
     SNR that ``k = c`` recovers (1.0: all of them); with ``budget``, at most ``budget x c`` symbols
-    per token on average per user and batch (the least damaging reductions first).
+    per token on average per user and batch (the least damaging reductions first). ``repeat``: both
+    may also send a token at ``k > c``, its first ``k - c`` symbols twice (chase combining at the user).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -300,11 +301,14 @@ class AdaptationSetting(StrictModel):
                                  f"token recovery to keep; None: {DEFAULT_RATE_TARGET}")
     budget: float | None = Field(default=None, gt=0, le=1, description="importance: mean symbols per token "
                                  "at most budget x c, per user and batch")
+    repeat: bool = Field(default=False, description="snr/importance: also offer k above c (5c/4, 3c/2, 2c): a "
+                         "token's c symbols, then its first k - c again, combined at the user; the reference "
+                         "recovery is then that of 2c")
 
     @model_validator(mode="after")
     def _settings_of_the_mode(self) -> "AdaptationSetting":
-        if self.mode == "fixed" and (self.target is not None or self.budget is not None):
-            raise ValueError("mode fixed takes no target or budget")
+        if self.mode == "fixed" and (self.target is not None or self.budget is not None or self.repeat):
+            raise ValueError("mode fixed takes no target, budget or repeat")
         if self.mode == "snr" and self.budget is not None:
             raise ValueError("budget is a setting of mode importance")
         return self
@@ -318,7 +322,7 @@ class AdaptationSetting(StrictModel):
         """The ``adaptation`` column: ``fixed``, ``snr@0.99``, ``importance@0.99``, ``importance@0.99/b0.5``."""
         if self.mode == "fixed":
             return "fixed"
-        label = f"{self.mode}@{self.rate_target:g}"
+        label = f"{self.mode}@{self.rate_target:g}" + ("+rep" if self.repeat else "")
         return label + (f"/b{self.budget:g}" if self.budget is not None else "")
 
 

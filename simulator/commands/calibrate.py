@@ -4,7 +4,9 @@ folder), which the ``snr`` rate policy reads (:mod:`simulator.adaptation`).
 The BS's outputs on a calibration set (VQA answers and captions of CLEVR-like images generated with
 :data:`simulator.assets.CALIBRATION_DATA_SEED`, a seed neither training nor the test set uses, plus the sentiment
 corpus's validation sentences when it is prepared) are decoded through AWGN at every SNR of the grid
-and every rate; the table holds the share of tokens recovered.
+and every rate (the codec's, then the repetition rates above ``c`` of ``adaptation.repeat``); the
+table holds the share of tokens recovered, over all tokens and per task (the ``snr`` policy reads
+the row of the task a user asked for).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def main(args) -> int:
 
     import torch
 
-    from simulator.adaptation import RATE_TABLE_FILE, RateTable, recovery_probability
+    from simulator.adaptation import RATE_TABLE_FILE, RateTable, recovery_probability, repetition_rates
     from simulator.assets import CALIBRATION_DATA_SEED, SHIPPED_DATA_PRESET, ensure_eval_set, eval_set_dir
     from simulator.errors import UserError
     from simulator.evaluation import default_checkpoint, load_eval_samples
@@ -48,9 +50,9 @@ def main(args) -> int:
         model = load_codec(path, inference=True)
     except CheckpointError as err:
         raise UserError(str(err)) from None
-    rates = model.config.rates
-    if len(rates) == 1:
-        raise UserError(f"{path}: the codec serves one rate (c = {rates[0]}); train it with stages.joint.rates")
+    if len(model.config.rates) == 1:
+        raise UserError(f"{path}: the codec serves one rate (c = {model.config.rates[0]}); train it with stages.joint.rates")
+    rates = model.config.rates + repetition_rates(model.config.channel_symbols_per_token)
     preset = args.preset or SHIPPED_DATA_PRESET
     if args.data:
         root = Path(args.data)
@@ -60,29 +62,36 @@ def main(args) -> int:
         images = max(10, math.ceil(args.num_samples / 5))
         root = eval_set_dir(preset, CALIBRATION_DATA_SEED, images)
         ensure_eval_set(root, CALIBRATION_DATA_SEED, images, preset=preset)
-    samples = load_eval_samples("vqa", args.num_samples, root) + load_eval_samples("caption", args.num_samples, root)
+    samples = {task: load_eval_samples(task, args.num_samples, root) for task in ("vqa", "caption")}
     used = ["vqa", "caption"]
     try:
-        samples += load_eval_samples("classify", args.num_samples, split="val")
+        samples["classify"] = load_eval_samples("classify", args.num_samples, split="val")
         used.append("classify (val)")
     except UserError:
         pass  # no prepared sentiment corpus: calibrate on the image tasks
-    hidden, tokens = _outputs(model, samples)
+    outputs = {task: _outputs(model, task_samples) for task, task_samples in samples.items()}
+    counts = {task: int(tokens.shape[0]) for task, (_, tokens) in outputs.items()}
     grid = [round(low + i * step, 6) for i in range(int(math.floor((high - low) / step + 1e-9)) + 1)]
+    by_task = {task: [] for task in outputs}
     recovery = []
     for snr in grid:
-        snr_db = torch.full((tokens.shape[0],), snr)
-        recovery.append([round(float(v), 5) for v in recovery_probability(model, hidden, tokens, snr_db, rates,
-                                                                            args.draws).mean(0)])
+        total = torch.zeros(len(rates))
+        for task, (hidden, tokens) in outputs.items():
+            snr_db = torch.full((tokens.shape[0],), snr)
+            per_token = recovery_probability(model, hidden, tokens, snr_db, rates, args.draws)
+            by_task[task].append([round(float(v), 5) for v in per_token.mean(0)])
+            total += per_token.sum(0)
+        recovery.append([round(float(v), 5) for v in total / sum(counts.values())])
     source = {"channel": "awgn (MMSE)", "tasks": used, "samples_per_task": args.num_samples,
-              "tokens": int(tokens.shape[0]), "draws": args.draws,
+              "tokens": sum(counts.values()), "tokens_per_task": counts, "draws": args.draws,
               **({"data": str(root)} if args.data else {"preset": preset, "data_seed": CALIBRATION_DATA_SEED})}
     out = Path(args.out) if args.out else path / RATE_TABLE_FILE
     try:
-        RateTable(grid, rates, recovery, source).save(out)
+        RateTable(grid, rates, recovery, source, by_task).save(out)
     except OSError as err:
         raise UserError(f"cannot write {out}: {err}") from None
-    print(f"rate table: {out} ({tokens.shape[0]} tokens, {len(grid)} SNRs x {len(rates)} rates)")
+    print(f"rate table: {out} ({sum(counts.values())} tokens, {len(grid)} SNRs x {len(rates)} rates, "
+          f"per task: {', '.join(outputs)})")
     return 0
 
 

@@ -89,6 +89,11 @@ class CodecConfig:
             and ending at ``c``: a token may be sent as the first ``k`` of its ``c`` symbols and
             decoded from them alone (nested codec, :mod:`simulator.models.channel_codec`). Empty: only
             ``c`` (a codec trained at one rate).
+        channel_rate_decoders: rates ``k < c`` (among ``channel_rates``) that have a channel decoder
+            of their own (``rate_decoders`` in :mod:`simulator.models.channel_codec`; stage ``rates``).
+        channel_short_codes: rates ``k < c`` (among ``channel_rates``, none with a rate decoder) sent
+            and read by an encoder and decoder MLP of their own, ``channel_short_code_width`` wide
+            (``short_codes`` there): not prefixes of the nested code.
         max_new_tokens: generation limit per task.
         vision_path / llm_path: local directories with pretrained weights (``paper`` profile);
             ``llm_path`` may also be ``package:<name>``, a model an optional extra installs
@@ -119,6 +124,9 @@ class CodecConfig:
     lora: LoraSettings | None = field(default_factory=LoraSettings)
     channel_symbols_per_token: int = 64
     channel_rates: list[int] = field(default_factory=list)
+    channel_rate_decoders: list[int] = field(default_factory=list)
+    channel_short_codes: list[int] = field(default_factory=list)
+    channel_short_code_width: int = 256
     max_new_tokens: int = 24
     vision_path: str | None = None
     llm_path: str | None = None
@@ -137,6 +145,18 @@ class CodecConfig:
         if self.channel_symbols_per_token < 1:
             raise ValueError(f"channel_symbols_per_token must be >= 1, got {self.channel_symbols_per_token}")
         self.channel_rates = check_channel_rates(self.channel_rates, self.channel_symbols_per_token)
+        for key in ("channel_rate_decoders", "channel_short_codes"):
+            chosen = list(getattr(self, key) or [])
+            setattr(self, key, chosen)
+            if any(k not in self.channel_rates[:-1] for k in chosen) or chosen != sorted(set(chosen)):
+                raise ValueError(f"{key} must be distinct, ascending rates below c among channel_rates "
+                                 f"{self.channel_rates}, got {chosen}")
+        if set(self.channel_rate_decoders) & set(self.channel_short_codes):
+            raise ValueError(f"a rate has either a rate decoder or a short code: both have "
+                             f"{sorted(set(self.channel_rate_decoders) & set(self.channel_short_codes))}")
+        if isinstance(self.channel_short_code_width, bool) or not isinstance(self.channel_short_code_width, int) \
+                or self.channel_short_code_width < 1:
+            raise ValueError(f"channel_short_code_width must be an integer >= 1, got {self.channel_short_code_width!r}")
         if not isinstance(self.ignore_images, bool):
             raise ValueError(f"ignore_images must be true or false, got {self.ignore_images!r}")
         if self.image_position not in IMAGE_POSITIONS:
@@ -156,6 +176,11 @@ class CodecConfig:
     def rates(self) -> list[int]:
         """The symbols per token this codec serves, ascending (``[c]`` for a single-rate codec)."""
         return list(self.channel_rates) or [self.channel_symbols_per_token]
+
+    @property
+    def nested_rates(self) -> list[int]:
+        """The rates whose symbols are prefixes of the full rate's (all but the short codes)."""
+        return [k for k in self.rates if k not in self.channel_short_codes]
 
     @property
     def hidden_size(self) -> int:

@@ -148,8 +148,9 @@ class M4SCModel(nn.Module):
             self.projector = MLPProjector(vision_dim, d, config.projector.hidden_dim)
         llm = build_llm(config)
         self.llm = _apply_lora(llm, config) if config.lora is not None else llm
-        self.channel_encoder = ChannelEncoder(d, config.channel_symbols_per_token)
-        self.channel_decoder = ChannelDecoder(d, config.channel_symbols_per_token)
+        c, short, width = config.channel_symbols_per_token, config.channel_short_codes, config.channel_short_code_width
+        self.channel_encoder = ChannelEncoder(d, c, short, width)
+        self.channel_decoder = ChannelDecoder(d, c, config.channel_rate_decoders, short, width)
         if config.visual_tokens == "objects":
             # Trained in stage 0 with the scene-graph labels (it is the stage's per-patch head), then
             # used to pick the object tokens; the position table trains with the projector.

@@ -84,7 +84,11 @@ def drop_duplicate_rows(data: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
     Returns the frame and how many rows were dropped.
     """
+    from simulator.results import COLUMNS
+
+    # A sweep's grid columns (e.g. baselines.deepsc_checkpoint) tell points apart too.
     keys = [c for c in _KEY_COLUMNS if c in data.columns]
+    keys += [c for c in data.columns if c not in COLUMNS and c not in ("source", "point_id")]
     kept = data.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
     return kept, len(data) - len(kept)
 
@@ -136,6 +140,10 @@ def _line_labels(frame: pd.DataFrame, line_keys: list[str]) -> dict[tuple, str]:
             extras.append(f"U = {int(item['num_users'])}")
         if vary_channel:
             extras.append(str(item["channel"]))
+        if "runs_per_seed" in frame.columns:
+            runs = int(frame.loc[_same_line(frame, item), "runs_per_seed"].max())
+            if runs > 1:
+                extras.append(f"mean of {runs} runs")
         labels[tuple(_nan_key(v) for v in key)] = label + (f" [{', '.join(extras)}]" if extras else "")
     return labels
 
@@ -159,7 +167,9 @@ def fig5_data(data: pd.DataFrame) -> pd.DataFrame:
     """Per (task, system, sharing, threshold, num_users, channel, snr_db): mean and std over seeds.
 
     Columns: the keys, ``metric`` (accuracy or bleu4, by task), ``mean``, ``std`` (NaN with < 2
-    seeds), ``num_seeds``. Rows of one seed at one point (e.g. several placements) are averaged first.
+    seeds), ``num_seeds``, ``runs_per_seed``. Rows of one seed at one point (several placements, or
+    several trained models of one system, e.g. DeepSC's training seeds from a sweep over
+    ``baselines.deepsc_checkpoint``) are averaged first; ``runs_per_seed`` says how many.
     """
     keys = ["task", "system", "sharing", "threshold", "num_users", "channel", "snr_db"]
     parts = []
@@ -168,13 +178,14 @@ def fig5_data(data: pd.DataFrame) -> pd.DataFrame:
         rows = rows.dropna(subset=[metric])
         if rows.empty:
             continue
-        per_seed = rows.groupby(keys + ["seed"], dropna=False)[metric].mean().reset_index()
-        stats = _mean_std(per_seed, keys, metric)
+        per_seed = rows.groupby(keys + ["seed"], dropna=False)[metric].agg(["mean", "count"]).reset_index()
+        stats = _mean_std(per_seed.rename(columns={"mean": metric}), keys, metric)
+        stats["runs_per_seed"] = per_seed.groupby(keys, dropna=False, sort=True)["count"].max().to_numpy()
         stats["metric"] = metric
         parts.append(stats)
     if not parts:
         raise UserError("no accuracy / BLEU-4 values to plot (all NaN)")
-    return pd.concat(parts, ignore_index=True)[keys + ["metric", "mean", "std", "num_seeds"]]
+    return pd.concat(parts, ignore_index=True)[keys + ["metric", "mean", "std", "num_seeds", "runs_per_seed"]]
 
 
 def select_snr(data: pd.DataFrame, snr_db: float | None = None) -> tuple[pd.DataFrame, float]:
@@ -237,6 +248,14 @@ def fig6_data(data: pd.DataFrame, snr_db: float | None = None, task: str | None 
 
 def _nan_key(value):
     return "nan" if isinstance(value, float) and math.isnan(value) else value
+
+
+def _same_line(frame: pd.DataFrame, item: dict) -> pd.Series:
+    """Rows of ``frame`` whose values equal ``item``'s (NaN equal to NaN)."""
+    mask = pd.Series(True, index=frame.index)
+    for key, value in item.items():
+        mask &= frame[key].isna() if pd.isna(value) else frame[key] == value
+    return mask
 
 
 # ---- drawing -----------------------------------------------------------------------------------

@@ -36,19 +36,21 @@ class _EncodedBatch:
 
     transmission: Any  # simulator.models.transceiver.Transmission, on CPU
     reference_texts: list[str]
+    kinds: list[str] | None = None  # each row's task (vqa, caption, classify)
 
 
 @dataclass
 class _SharedBatch:
     """A sharing plan with the broadcast's symbols: ``public_symbols [P, c]`` complex64. Adapted
     plans also carry the unicast symbols at their rates (``private_symbols [rows, T, c]``, zero after
-    each token's ``k``) and the rate each row decodes each token at (``decode_rates [rows, T]``);
-    None: every token at ``c``."""
+    each token's ``k``), the rate each row decodes each token at (``decode_rates [rows, T]``) and how
+    many of a private token's first symbols go twice (``repeats``, ``k > c``); None: every token at ``c``."""
 
     sharing: Any  # simulator.sharing.SharingPlan
     public_symbols: torch.Tensor
     private_symbols: torch.Tensor | None = None
     decode_rates: torch.Tensor | None = None
+    repeats: torch.Tensor | None = None  # [rows, T] int64: a private token's first symbols sent twice (k - c)
 
 
 def _public_shares(sharing, public_rates: torch.Tensor) -> list[float]:
@@ -92,7 +94,7 @@ class M4SCSystem(System):
         self.rate_table = rate_table
         # importance adaptation: token recovery per (batch, SNRs), shared by the settings and sharing
         # variants that serve the same batch at one sweep point; oldest entries go first.
-        self._recovery: dict[int, tuple] = {}
+        self._recovery: dict[tuple, tuple] = {}
         tokenizer = codec.tokenizer
         self._pad_id = tokenizer.pad_token_id if tokenizer is not None else 0
         self._outputs: dict[str, tuple] = {}
@@ -166,7 +168,7 @@ class M4SCSystem(System):
         sent = Transmission(tokens=torch.stack([r[0] for r in rows])[:, :length], token_mask=mask[:, :length],
                             hidden=torch.stack([r[2] for r in rows])[:, :length],
                             symbols=torch.stack([r[3] for r in rows])[:, :length])
-        return _EncodedBatch(sent, [r[4] for r in rows])
+        return _EncodedBatch(sent, [r[4] for r in rows], [t.kind for t in tasks])
 
     # ---- 2. plan -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -204,17 +206,19 @@ class M4SCSystem(System):
         ``plan`` itself, so it is exactly the single-rate system."""
         from dataclasses import replace
 
-        from simulator.adaptation import decide_rates
+        from simulator.adaptation import candidate_rates, decide_rates
         from simulator.sharing import recombine
 
         if setting.mode == "fixed":
             return plan
         sent, sharing = encoded.transmission, plan.detail.sharing
-        recovery = self._token_recovery(encoded, snr_db) if setting.mode == "importance" else None
+        rates = candidate_rates(self.codec.config, setting)
+        recovery = self._token_recovery(encoded, snr_db, rates) if setting.mode == "importance" else None
         decision = decide_rates(setting, self.codec, self.rate_table, sent.hidden, sharing.private_mask,
-                                sharing.public_vectors, sharing.public_index, snr_db, recovery)
+                                sharing.public_vectors, sharing.public_index, snr_db, recovery, encoded.kinds)
         weight = self.codec.channel_encoder.linear.weight
-        coded = decision.private_rates.clamp(min=1)  # positions not sent are zeroed in deliver()
+        c = self.symbols_per_token
+        coded = decision.private_rates.clamp(min=1, max=c)  # positions not sent are zeroed in deliver()
         private_symbols = self.codec.channel_encoder(sent.hidden.to(weight.device), coded.to(weight.device)).cpu()
         public_symbols = plan.detail.public_symbols
         if sharing.num_public:
@@ -225,33 +229,54 @@ class M4SCSystem(System):
         # A public token is decoded at its vector's k, or (snr policy) from the first k of the row's own.
         public_decode = public_rates.view(1, -1).expand(rows, -1) if decision.row_rates is None else \
             decision.row_rates.view(-1, 1).expand(-1, sharing.num_public)
-        decode_rates = recombine(public_decode, decision.private_rates, sharing)
+        sent_rates = recombine(public_decode, decision.private_rates, sharing)  # k > c: repeats included
+        repeats = (decision.private_rates - c).clamp(min=0)
         return replace(
             plan,
             broadcast_symbols=int(public_rates.sum()),
             unicast_symbols=[int(n) for n in decision.private_rates.sum(-1).tolist()],
             overhead_bits=[b + s for b, s in zip(plan.overhead_bits, decision.signalling_bits)],
             public_symbol_share=_public_shares(sharing, public_rates),
-            token_symbols=[int(n) for n in (decode_rates * sent.token_mask).sum(-1).tolist()],
-            detail=_SharedBatch(sharing, public_symbols, private_symbols, decode_rates),
+            token_symbols=[int(n) for n in (sent_rates * sent.token_mask).sum(-1).tolist()],
+            detail=_SharedBatch(sharing, public_symbols, private_symbols, sent_rates.clamp(max=c),
+                                repeats if bool(repeats.any()) else None),
         )
 
-    def _token_recovery(self, encoded: _EncodedBatch, snr_db: torch.Tensor) -> torch.Tensor:
-        """:func:`simulator.adaptation.token_recovery` of ``encoded``'s tokens at ``snr_db``, cached."""
+    def _token_recovery(self, encoded: _EncodedBatch, snr_db: torch.Tensor, rates: list[int]) -> torch.Tensor:
+        """:func:`simulator.adaptation.token_recovery` of ``encoded``'s tokens at ``snr_db`` and ``rates``, cached."""
         from simulator.adaptation import token_recovery
 
-        cached = self._recovery.get(id(encoded))
+        key = (id(encoded), tuple(rates))
+        cached = self._recovery.get(key)
         if cached is not None and cached[0] is encoded and torch.equal(cached[1], snr_db):
             return cached[2]
         sent = encoded.transmission
-        recovery = token_recovery(self.codec, sent.hidden, sent.token_mask, snr_db)
-        self._recovery.pop(id(encoded), None)
-        self._recovery[id(encoded)] = (encoded, snr_db.clone(), recovery)
+        recovery = token_recovery(self.codec, sent.hidden, sent.token_mask, snr_db, rates)
+        self._recovery.pop(key, None)
+        self._recovery[key] = (encoded, snr_db.clone(), recovery)
         while len(self._recovery) > 4096:
             self._recovery.pop(next(iter(self._recovery)))
         return recovery
 
     # ---- 3. deliver --------------------------------------------------------------------------
+    def _with_repeats(self, private: torch.Tensor, repeats: torch.Tensor, unicast, users: list[int],
+                      link: Link) -> torch.Tensor:
+        """The private tokens' equalised symbols ``[rows, T, c]`` when the first ``repeats [rows, T]``
+        symbols of some go a second time: a second unicast transmission on the same grid, combined
+        with the first by maximum-ratio combining (:func:`channels.flat.combine_receptions`)."""
+        from channels.flat import combine_receptions
+        from simulator.models.channel_codec import prefix_mask
+
+        rows, tokens, c = private.shape
+        grid, num_users = self.max_new_tokens, link.num_users
+        twice = prefix_mask(repeats, c)
+        x = torch.zeros(1, num_users, grid, c, dtype=torch.complex64)
+        x[0, users, :tokens] = torch.where(twice, private, torch.zeros_like(private))
+        again = link.channel(x.reshape(1, num_users, grid * c), link.noise_power, link.repeat_streams or link.unicast_streams)
+        combined = combine_receptions(unicast, again, link.noise_power, getattr(link.channel, "equalizer", "mmse"))
+        first = unicast.x_hat.reshape(num_users, grid, c)[users, :tokens]
+        return torch.where(twice, combined.reshape(num_users, grid, c)[users, :tokens], first)
+
     @torch.inference_mode()
     def deliver(self, encoded: _EncodedBatch, plan: BatchPlan, users: list[int], link: Link,
                 allocation=None) -> list[Delivery]:
@@ -272,6 +297,8 @@ class M4SCSystem(System):
         x[0, users, :tokens] = private
         unicast = link.channel(x.reshape(1, num_users, grid * c), link.noise_power, link.unicast_streams)
         private_received = unicast.x_hat.reshape(num_users, grid, c)[users, :tokens]
+        if shared.repeats is not None:
+            private_received = self._with_repeats(private, shared.repeats, unicast, users, link)
 
         # Broadcast: one transmission of the P public vectors, reaching every user through its own
         # channel (every user's broadcast stream advances; the rows that need it keep theirs).

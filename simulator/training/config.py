@@ -30,8 +30,8 @@ from simulator.config_io import StrictModel
 __all__ = ["StageConfig", "DataConfig", "TrainConfig", "STAGE_ORDER", "STAGE_NUMBERS", "DEFAULT_TRAINABLE",
            "instruct_codec_conflict"]
 
-STAGE_ORDER = ("vision", "lm", "align", "instruct", "joint")
-STAGE_NUMBERS = {"vision": 0, "lm": 1, "align": 1, "instruct": 2, "joint": 3}
+STAGE_ORDER = ("vision", "lm", "align", "instruct", "joint", "rates")
+STAGE_NUMBERS = {"vision": 0, "lm": 1, "align": 1, "instruct": 2, "joint": 3, "rates": 3}
 # Parameter groups per stage (see simulator.training.stages.PARAMETER_GROUPS).
 DEFAULT_TRAINABLE = {
     "vision": ["vision", "siglip_text"],
@@ -39,6 +39,7 @@ DEFAULT_TRAINABLE = {
     "align": ["projector"],
     "instruct": ["projector", "lora"],
     "joint": ["projector", "lora", "channel_codec"],
+    "rates": ["rate_codes"],
 }
 TASKS = ("vqa", "caption", "classify")
 
@@ -64,7 +65,10 @@ class StageConfig(_Strict):
     noise_free_weight: float = Field(default=0.5, ge=0, description="joint: weight of the noise-free LM loss")
     rates: list[int] | None = Field(default=None, min_length=1, description="joint: symbols per token the nested "
                                     "channel codec learns to serve (k drawn per token; ascending, ending at c); "
-                                    "None: c only")
+                                    "None: c only. rates: the k < c that get a channel decoder of their own "
+                                    "(trained with the rest frozen; added to the codec's rates)")
+    short_codes: list[int] = Field(default_factory=list, description="rates: the k < c that get an encoder and a "
+                                   "decoder of their own (not prefixes of the nested code); added to the codec's rates")
     object_weight: float = Field(default=0.0, ge=0, description="vision: weight of the per-patch scene-graph loss")
     grounding_weight: float = Field(default=0.0, ge=0,
                                     description="instruct: weight of the attention-grounding loss on VQA rows")
@@ -166,8 +170,13 @@ class TrainConfig(_Strict):
                                        or stage.count_weight > 0 or stage.count_layer is not None):
                 raise ValueError(f"stage {name!r}: grounding_weight, grounding_layers, count_weight and count_layer "
                                  "are instruct-stage settings")
-            if name != "joint" and stage.rates is not None:
-                raise ValueError(f"stage {name!r}: rates is a joint-stage setting")
+            if name not in ("joint", "rates") and stage.rates is not None:
+                raise ValueError(f"stage {name!r}: rates is a joint- and rates-stage setting")
+            if name == "rates" and not (stage.rates or stage.short_codes):
+                raise ValueError("stage 'rates': list the rates k < c that get a decoder of their own (rates: [...]) "
+                                 "or a code of their own (short_codes: [...])")
+            if name != "rates" and stage.short_codes:
+                raise ValueError(f"stage {name!r}: short_codes is a rates-stage setting")
             if name in ("vision", "align") and stage.word_dropout > 0:
                 raise ValueError(f"stage {name!r} reads no classification texts; word_dropout is for lm, instruct "
                                  "and joint")

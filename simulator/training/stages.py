@@ -2,7 +2,8 @@
 
 Parameter groups (names used in ``TrainConfig.stages.<stage>.trainable``):
 ``vision``, ``siglip_text`` (stage-0 text tower), ``projector``, ``llm_base`` (LLM weights except
-LoRA), ``lora``, ``channel_codec`` (channel encoder + decoder). Everything not selected is frozen.
+LoRA), ``lora``, ``channel_codec`` (channel encoder + decoder), ``rate_codes`` (the per-rate
+decoders and short codes of stage ``rates``). Everything not selected is frozen.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
            "instruction_loss", "grounding_columns", "grounding_loss", "object_count_targets",
-           "object_count_loss", "target_hidden_states", "joint_loss"]
+           "object_count_loss", "target_hidden_states", "joint_loss", "set_channel_rates", "rate_code_loss"]
 
-PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec")
+PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec", "rate_codes")
 
 
 
@@ -60,6 +61,8 @@ def _group_of(name: str) -> str:
         return "vision"
     if name.startswith(("projector.", "object_position.", "object_attributes.")):
         return "projector"
+    if name.startswith(("channel_decoder.rate_decoders.", "channel_encoder.short_codes.", "channel_decoder.short_codes.")):
+        return "rate_codes"
     if name.startswith(("channel_encoder.", "channel_decoder.")):
         return "channel_codec"
     if name.startswith("llm."):
@@ -299,3 +302,50 @@ def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: 
         return through
     clean = F.cross_entropy(model.logits(token_hidden).float(), token_targets)
     return through + noise_free_weight * clean
+
+
+def set_channel_rates(model, stage_name: str, rates: list[int] | None, short_codes: list[int] | None = None,
+                      seed: int = 0) -> None:
+    """The rates a stage makes the codec serve (ValueError, one line, when they cannot be):
+    ``joint`` sets the nested codec's rates; ``rates`` adds its ``rates`` (each with a decoder of its
+    own) and ``short_codes`` (each with an encoder and a decoder of its own) to them
+    (:mod:`simulator.models.channel_codec`)."""
+    from simulator.models.channel_codec import add_short_codes
+    from simulator.models.config import check_channel_rates
+
+    config = model.config
+    c = config.channel_symbols_per_token
+    if stage_name == "joint" and rates is not None:
+        config.channel_rates = check_channel_rates(rates, c)
+    elif stage_name == "rates":
+        rates, short_codes = list(rates or []), list(short_codes or [])
+        for kind, chosen in (("rate decoders", rates), ("short codes", short_codes)):
+            if any(isinstance(k, bool) or not 1 <= k < c for k in chosen):
+                raise ValueError(f"{kind} are for 1 <= k < c = {c}, got {chosen}")
+        both = sorted(set(rates) & set(short_codes) | set(rates) & set(config.channel_short_codes)
+                      | set(short_codes) & set(config.channel_rate_decoders))
+        if both:
+            raise ValueError(f"a rate has either a decoder of its own or a short code: {both}")
+        config.channel_rates = check_channel_rates(sorted(set(config.rates) | set(rates) | set(short_codes)), c)
+        config.channel_rate_decoders = sorted(set(config.channel_rate_decoders) | set(rates))
+        config.channel_short_codes = sorted(set(config.channel_short_codes) | set(short_codes))
+        model.channel_decoder.add_rate_decoders(config.channel_rate_decoders)
+        add_short_codes(model.channel_encoder, model.channel_decoder, config.channel_short_codes,
+                        config.channel_short_code_width, torch.Generator().manual_seed(seed))
+
+
+def rate_code_loss(model, batch: dict, channel_name: str, snr_db: float, generator: torch.Generator,
+                   rates: list[int]) -> torch.Tensor:
+    """Stage ``rates``: CE of the output tokens sent at a ``k`` drawn per token from ``rates`` (the
+    stage's rate decoders and short codes) and read at that ``k``. The LLM is frozen and runs without
+    a graph; only the rate decoders and short codes learn."""
+    device = model.channel_encoder.linear.weight.device
+    pixel_values, has_image = _pixel_values(batch, device)
+    with torch.no_grad():
+        token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
+    choice = torch.randint(len(rates), (token_hidden.shape[0],), generator=generator)
+    token_rates = torch.tensor(rates, device=device)[choice.to(device)]
+    symbols = model.channel_encoder(token_hidden, token_rates)
+    received = semantic_channel(channel_name)(symbols.unsqueeze(1), snr_db_to_no(snr_db), generator).x_hat.squeeze(1)
+    decoded = model.channel_decoder(received, token_rates)
+    return F.cross_entropy(model.logits(decoded).float(), token_targets)

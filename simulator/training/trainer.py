@@ -99,7 +99,7 @@ class Trainer:
             raise UserError(f"stage lm: no texts to learn from in {folder} or the sentiment corpus")
         if name == "lm" and not data.captions:
             notes.append("stage lm: no captions, so the language model learns from the other task texts only")
-        if name in ("instruct", "joint"):
+        if name in ("instruct", "joint", "rates"):
             sizes = data.task_sizes()
             dropped = [task for task, weight in stage.tasks.items() if weight > 0 and not sizes[task]]
             if dropped:
@@ -253,13 +253,10 @@ class Trainer:
             tok = model.tokenizer
             text_tower = stage_fns.SiglipTextTower(len(tok), int(model.vision.config.hidden_size),
                                                    pad_id=tok.pad_token_id).to(self.device)
-        if name == "joint" and stage.rates is not None:
-            from simulator.models.config import check_channel_rates
-
-            try:
-                model.config.channel_rates = check_channel_rates(stage.rates, model.config.channel_symbols_per_token)
-            except ValueError as err:
-                raise UserError(f"stages.joint.rates: {err}") from None
+        try:
+            stage_fns.set_channel_rates(model, name, stage.rates, stage.short_codes, self.config.seed)
+        except ValueError as err:
+            raise UserError(f"stages.{name}.rates: {err}") from None
         if name == "instruct" and (conflict := instruct_codec_conflict(stage, model.config)):
             raise UserError(f"stage instruct: {conflict}")
         self._count_head = self._object_count_head(model) if name == "instruct" and stage.count_weight > 0 else None
@@ -277,7 +274,7 @@ class Trainer:
             logger.info("stage %s: resuming at step %d", name, start)
         model.train()
         collator = self.collator(model)
-        names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint") else ([], None)
+        names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint", "rates") else ([], None)
         # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
         # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
@@ -371,6 +368,9 @@ class Trainer:
         low, high = stage.snr_db
         snr_db = low + (high - low) * float(torch.rand((), generator=generator))
         channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
+        if name == "rates":
+            return stage_fns.rate_code_loss(model, batch, channel, snr_db, generator,
+                                            (stage.rates or []) + stage.short_codes)
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight,
                                     model.config.channel_rates or None)
 

@@ -1,6 +1,7 @@
 """Rate adaptation (issue 19): the nested channel codec, the rate policies and their accounting."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -76,6 +77,43 @@ def test_a_prefix_has_unit_power_and_the_decoder_reads_only_the_prefix():
     assert torch.equal(decoder(garbage, rates), decoder(x, rates))
 
 
+
+def test_a_rate_decoder_starts_as_the_zero_filled_shared_decoder_and_changes_only_its_rate():
+    torch.manual_seed(2)
+    encoder, decoder = ChannelEncoder(24, 8), ChannelDecoder(24, 8)
+    hidden = torch.randn(7, 3, 24)
+    rates = torch.randint(1, 9, (7, 3))
+    rates[0] = torch.tensor([2, 8, 3])
+    symbols = encoder(hidden, rates) + 0.1 * torch.randn(7, 3, 8, dtype=torch.complex64)
+    shared = decoder(symbols, rates)
+    decoder.add_rate_decoders([1, 2, 3])
+    assert torch.allclose(decoder(symbols, rates), shared, atol=1e-6)
+    with torch.no_grad():
+        decoder.rate_decoders["2"].weight.add_(1.0)
+    moved = decoder(symbols, rates)
+    assert torch.equal(moved[rates != 2], decoder(symbols, rates)[rates != 2])
+    assert torch.allclose(moved[rates != 2], shared[rates != 2], atol=1e-6)
+    assert not torch.allclose(moved[rates == 2], shared[rates == 2], atol=1e-3)
+    full = torch.full((7, 3), 8)
+    assert torch.equal(decoder(symbols, full), decoder(symbols))  # the full rate never reads them
+    with pytest.raises(ValueError, match=r"rate decoders are for 1 <= k < c = 8, got 8"):
+        decoder.add_rate_decoders([8])
+
+
+def test_a_codec_config_names_rate_decoders_and_short_codes_only_among_its_rates_below_c():
+    from simulator.models.config import profile_config
+
+    config = profile_config("tiny", channel_symbols_per_token=8, channel_rates=[1, 2, 4, 8], channel_rate_decoders=[2, 4],
+                            channel_short_codes=[1])
+    assert config.channel_rate_decoders == [2, 4] and config.nested_rates == [2, 4, 8]
+    for key in ("channel_rate_decoders", "channel_short_codes"):
+        for bad in ([3], [8], [4, 2]):
+            with pytest.raises(ValueError, match=f"{key} must be distinct, ascending rates below c"):
+                profile_config("tiny", channel_symbols_per_token=8, channel_rates=[2, 4, 8], **{key: bad})
+    with pytest.raises(ValueError, match=re.escape("a rate has either a rate decoder or a short code: both have [2]")):
+        profile_config("tiny", channel_symbols_per_token=8, channel_rates=[2, 4, 8], channel_rate_decoders=[2],
+                       channel_short_codes=[2])
+
 def test_eval_at_the_full_rate_equals_eval_without_a_rate(nested, clevr_dir):
     from simulator.evaluation import evaluate, load_eval_samples
 
@@ -103,6 +141,24 @@ def test_rate_table_reads_the_grid_point_at_or_below_the_snr():
     assert table.rate_for(10.0, 0.99) == 8
     assert table.rate_for(25.0, 0.95) == 4
 
+
+
+def test_rate_table_reads_the_row_of_the_users_task_and_round_trips(tmp_path):
+    table = RateTable([0.0, 10.0], [4, 8, 16], [[0.1, 0.5, 0.9], [0.5, 0.9, 1.0]], {"tokens": 3},
+                      {"vqa": [[0.6, 0.9, 0.9], [1.0, 1.0, 1.0]], "caption": [[0.0, 0.3, 0.9], [0.3, 0.8, 1.0]]})
+    assert table.rate_for(10.0, 0.99) == 16              # all tokens
+    assert table.rate_for(10.0, 0.99, "vqa") == 4        # the one-word answers survive at 4
+    assert table.rate_for(0.0, 0.99, "vqa") == 8
+    assert table.rate_for(10.0, 0.99, "caption") == 16
+    assert table.rate_for(10.0, 0.99, "classify") == 16  # no row of its own: all tokens'
+    table.save(tmp_path / "table.json")
+    assert RateTable.load(tmp_path / "table.json") == table
+    import json
+
+    legacy = json.loads((tmp_path / "table.json").read_text())
+    del legacy["by_task"]
+    (tmp_path / "legacy.json").write_text(json.dumps(legacy))
+    assert RateTable.load(tmp_path / "legacy.json").by_task == {}
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.floats(0, 1), min_size=4, max_size=4), min_size=1, max_size=12),
@@ -241,6 +297,20 @@ def test_snr_policy_uses_one_rate_per_user_and_the_public_vector_serves_the_wors
     assert decision.public_rates.tolist() == [64] * sharing.num_public  # user 1 at 5 dB reads the 0 dB row
     assert decision.signalling_bits == [0, 0, 0]  # own k: implicit from the SNR; public ones decode at it
     assert sharing.num_public > 0 and decision.row_rates.tolist() == [8, 64, 8]
+    by_task = RateTable(table.snr_db, RATES, table.recovery, {}, {"vqa": [[0.2, 0.4, 0.6, 0.8], [0.5, 1.0, 1.0, 1.0]]})
+    per_task = decide_rates(AdaptationSetting(mode="snr"), system.codec, by_task, sent.hidden, sharing.private_mask,
+                            sharing.public_vectors, sharing.public_index, torch.tensor([25.0, 5.0, 25.0]),
+                            row_tasks=["vqa", "vqa", "caption"])
+    assert per_task.row_rates.tolist() == [16, 64, 8]  # the vqa rows read vqa's row; caption has none: all tokens'
+    system.codec.config.channel_short_codes = [8]  # k = 8 as a short code: its symbols are no prefix
+    try:
+        short = decide_rates(AdaptationSetting(mode="snr"), system.codec, table, sent.hidden, sharing.private_mask,
+                             sharing.public_vectors, sharing.public_index, torch.full((3,), 25.0))
+    finally:
+        system.codec.config.channel_short_codes = []
+    assert set(short.private_rates[sent.token_mask & sharing.private_mask].tolist()) == {8}
+    assert short.public_rates.tolist() == [16] * sharing.num_public  # the smallest nested rate above 8
+    assert short.row_rates.tolist() == [16, 16, 16]  # and every row reads them from their first 16
     system.rate_table = table
     try:
         adapted = system.adapt(encoded, plan, torch.tensor([25.0, 5.0, 25.0]), AdaptationSetting(mode="snr"))
@@ -306,10 +376,16 @@ def test_calibrate_writes_a_table_whose_full_rate_recovery_rises_with_snr(run_cl
                      "--snr-db", "-20", "20", "20", "--draws", "8")
     assert result.returncode == 0, result.stderr
     table = RateTable.load(nested_dir / "rate_table.json")
-    assert table.snr_db == [-20.0, 0.0, 20.0] and table.rates == RATES
+    assert table.snr_db == [-20.0, 0.0, 20.0] and table.rates == RATES + [80, 96, 128]  # + the repetition rates
     full = [row[-1] for row in table.recovery]
     assert full[0] < full[1] <= full[2] and full[2] > 0.9
     assert table.source["data"] == str(clevr_dir) and table.source["tasks"][:2] == ["vqa", "caption"]
+    counts = table.source["tokens_per_task"]
+    assert set(table.by_task) == set(counts) >= {"vqa", "caption"} and sum(counts.values()) == table.source["tokens"]
+    for s, row in enumerate(table.recovery):  # all tokens' row is the token-weighted mean of the tasks' rows
+        pooled = [sum(counts[t] * table.by_task[t][s][r] for t in counts) / table.source["tokens"]
+                  for r in range(len(table.rates))]
+        assert row == pytest.approx(pooled, abs=2e-5)
 
 
 def test_importance_at_target_one_keeps_what_the_full_rate_decodes(nested):
@@ -331,3 +407,61 @@ def test_importance_at_target_one_keeps_what_the_full_rate_decodes(nested):
         at_k = system.codec.logits(system.codec.channel_decoder(symbols, rates)).argmax(-1)
     assert torch.equal(at_k, full)
     assert bool((rates < RATES[-1]).any()), "no token went below c: the check above would be vacuous"
+
+
+# ---- repetition above c ------------------------------------------------------------------------------
+def test_combining_two_receptions_halves_the_noise_of_zf_and_matches_mmse_theory():
+    from channels.flat import combine_receptions
+
+    torch.manual_seed(5)
+    channel = AWGNChannel(equalizer="zf")
+    x = torch.polar(torch.ones(1, 2, 100_000), torch.rand(1, 2, 100_000) * 6.283)
+    no = torch.tensor([0.5, 2.0])
+    first, second = channel(x, no), channel(x, no)
+    error = (combine_receptions(first, second, no, "zf") - x).abs().pow(2).mean(-1)[0]
+    assert error.tolist() == pytest.approx((no / 2).tolist(), rel=0.03)
+    mmse = combine_receptions(first, second, no, "mmse")
+    # MMSE of x ~ CN(0, 1) from two looks: error variance no / (2 + no)
+    assert (mmse - x).abs().pow(2).mean(-1)[0].tolist() == pytest.approx((no / (2 + no)).tolist(), rel=0.05)
+
+
+def test_repeat_offers_rates_above_c_and_their_recovery_is_never_worse_on_average(nested):
+    from simulator.adaptation import candidate_rates, repetition_rates
+
+    system, pool = nested
+    assert repetition_rates(64) == [80, 96, 128] and repetition_rates(32) == [40, 48, 64]
+    assert candidate_rates(system.codec.config, AdaptationSetting(mode="snr", repeat=True)) == RATES + [80, 96, 128]
+    assert candidate_rates(system.codec.config, AdaptationSetting(mode="snr")) == RATES
+    assert AdaptationSetting(mode="snr", repeat=True).label == "snr@0.99+rep"
+    with pytest.raises(ValueError, match="mode fixed takes no target, budget or repeat"):
+        AdaptationSetting(mode="fixed", repeat=True)
+    encoded = system.encode(pool.tasks["vqa"][:8])
+    sent = encoded.transmission
+    hidden, tokens = sent.hidden[sent.token_mask], sent.tokens[sent.token_mask]
+    recovery = recovery_probability(system.codec, hidden, tokens, torch.full((len(tokens),), -3.0), [64, 96, 128])
+    mean = recovery.mean(0)
+    assert mean[2] >= mean[0] and mean[1] >= mean[0] - 0.02
+    assert bool((recovery_probability(system.codec, hidden, tokens, torch.full((len(tokens),), 300.0), [128]) == 1).all())
+
+
+def test_repeated_tokens_are_counted_at_k_sent_twice_and_decode_alike_without_noise(nested, monkeypatch):
+    import simulator.adaptation as adaptation
+    from simulator.adaptation import RateDecision
+
+    system, pool = nested
+    encoded = system.encode(pool.tasks["vqa"][:3])
+    plan = system.plan(encoded, OFF)
+    mask = plan.detail.sharing.private_mask
+    private_rates = torch.where(mask, torch.tensor([128, 80, 64]).view(3, 1), torch.zeros_like(mask, dtype=torch.long))
+    forced = RateDecision(private_rates, torch.zeros(0, dtype=torch.long), [4, 4, 4])
+    monkeypatch.setattr(adaptation, "decide_rates", lambda *args, **kwargs: forced)
+    adapted = system.adapt(encoded, plan, torch.zeros(3), AdaptationSetting(mode="importance", repeat=True))
+    counts = mask.sum(-1)
+    assert adapted.unicast_symbols == [128 * int(counts[0]), 80 * int(counts[1]), 64 * int(counts[2])]
+    assert adapted.token_symbols == adapted.unicast_symbols
+    assert adapted.detail.repeats[mask].tolist() == [64] * int(counts[0]) + [16] * int(counts[1]) + [0] * int(counts[2])
+    assert set(adapted.detail.decode_rates[mask].tolist()) == {64}
+    repeated = system.deliver(encoded, adapted, [0, 1, 2], _link(3, 300.0))
+    fixed = system.deliver(encoded, plan, [0, 1, 2], _link(3, 300.0))
+    assert [d.prediction for d in repeated] == [d.prediction for d in fixed]
+    assert all(d.token_accuracy == 1.0 for d in repeated)

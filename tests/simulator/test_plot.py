@@ -134,6 +134,26 @@ def test_duplicate_folder_rows_kept_once(sweep):
     assert dropped == 3 and len(kept) == len(data)
 
 
+
+def test_models_of_a_grid_column_are_kept_apart_and_averaged_per_seed_in_fig5():
+    """DeepSC at two more training seeds (a sweep over baselines.deepsc_checkpoint) beside a Fig. 5
+    run: no row is dropped as a duplicate, and each seed's DeepSC point is the mean of the models."""
+    from simulator.plotting.figures import _line_labels
+
+    base = pd.DataFrame([r for s in (0, 1) for r in _rows(8, s)])
+    deepsc = base[base["system"] == "deepsc"]
+    others = pd.concat([deepsc.assign(accuracy=deepsc["accuracy"] + shift, **{"baselines.deepsc_checkpoint": f"m{i}"})
+                        for i, shift in ((1, 0.03), (2, 0.06))], ignore_index=True)
+    data, dropped = plotting.drop_duplicate_rows(pd.concat([base, others], ignore_index=True))
+    assert dropped == 0 and len(data) == len(base) + len(others)
+    stats = plotting.fig5_data(data)
+    point = stats[(stats["system"] == "deepsc") & (stats["snr_db"] == 10.0)].iloc[0]
+    # per seed: mean of the three models = seed's accuracy + 0.03; then mean over seeds 0 and 1
+    assert point["mean"] == pytest.approx(0.5 + 0.2 + 0.005 + 0.03) and point["runs_per_seed"] == 3
+    labels = _line_labels(stats, ["system", "sharing", "threshold", "num_users", "channel"])
+    assert {v for v in labels.values() if v.startswith("DeepSC ")} == {"DeepSC [mean of 3 runs]"}
+    assert not any("mean of" in v for v in labels.values() if not v.startswith("DeepSC "))
+
 def test_missing_folder_exits_2(tmp_path, capsys):
     missing = tmp_path / "nope"
     assert main(["plot", str(missing)]) == 2

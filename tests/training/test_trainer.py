@@ -196,3 +196,60 @@ def test_joint_rates_must_be_ascending_and_end_at_c(tiny_data, tmp_path, rates, 
     with pytest.raises(UserError, match=re.escape(f"stages.joint.rates: channel_rates must be {fragment}")
                        if fragment.startswith("distinct") else re.escape(fragment)):
         Trainer(config).run("all")
+
+
+def _with_rates_stage(config, **rates_stage):
+    from simulator.training.config import TrainConfig
+
+    data = config.model_dump()
+    data["stages"]["rates"] = {"steps": 3, "batch_size": 4, "lr": 1e-2, **rates_stage}
+    return TrainConfig.model_validate(data)
+
+
+def test_rates_stage_trains_only_its_rate_codes_and_leaves_the_full_rate_codec_bit_identical(tiny_data, tmp_path):
+    from simulator.models.checkpoint import load_codec
+
+    config = _with_rates_stage(make_config(tiny_data, tmp_path, steps=1, checkpoint_every=100,
+                                           joint={"rates": [4, 8]}), rates=[2, 4], short_codes=[1, 3])
+    final = Trainer(config).run("all")
+    before, after = load_codec(config.stage_dir("joint") / "final"), load_codec(final)
+    assert after.config.rates == [1, 2, 3, 4, 8]
+    assert after.config.channel_rate_decoders == [2, 4] and after.config.channel_short_codes == [1, 3]
+    assert after.config.nested_rates == [2, 4, 8]
+    old, new = before.state_dict(), after.state_dict()
+    assert all(torch.equal(old[key], new[key]) for key in old)
+    added = {key for key in new if key not in old}
+    assert {key.split(".")[1] for key in added} == {"rate_decoders", "short_codes"}
+    assert {_group_of(key) for key in added} == {"rate_codes"}
+    assert {int(key.split(".")[2]) for key in added if ".rate_decoders." in key} == {2, 4}
+    assert {(key.split(".")[0], int(key.split(".")[2])) for key in added if ".short_codes." in key} == \
+        {(side, k) for side in ("channel_encoder", "channel_decoder") for k in (1, 3)}
+    for k in (2, 4):  # each started as the shared decoder's first 2k columns and learnt
+        assert not torch.allclose(new[f"channel_decoder.rate_decoders.{k}.weight"],
+                                  old["channel_decoder.linear.weight"][:, :2 * k])
+    torch.manual_seed(0)  # a short-coded token's symbols: Es = 1 over its k, zero after them
+    symbols = after.channel_encoder(torch.randn(6, after.config.hidden_size), torch.tensor([1, 3, 1, 3, 8, 2]))
+    for row, k in enumerate([1, 3, 1, 3, 8, 2]):
+        assert torch.count_nonzero(symbols[row, k:]) == 0
+        assert (symbols[row, :k].abs() ** 2).mean().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_rates_stage_settings_are_checked(tiny_data, tmp_path):
+    from pydantic import ValidationError
+
+    base = make_config(tiny_data, tmp_path, steps=1, checkpoint_every=100)
+    with pytest.raises(ValidationError, match="list the rates k < c that get a decoder of their own"):
+        _with_rates_stage(base)
+    data = base.model_dump()
+    data["stages"]["joint"]["short_codes"] = [2]
+    with pytest.raises(ValidationError, match="stage 'joint': short_codes is a rates-stage setting"):
+        type(base).model_validate(data)
+    with pytest.raises(UserError, match=re.escape("stages.rates.rates: a rate has either a decoder of its own or a "
+                                                  "short code: [2]")):
+        Trainer(_with_rates_stage(base, rates=[2, 4], short_codes=[2])).run("all")
+    data = base.model_dump()
+    data["stages"]["align"]["rates"] = [2, 8]
+    with pytest.raises(ValidationError, match="stage 'align': rates is a joint- and rates-stage setting"):
+        type(base).model_validate(data)
+    with pytest.raises(UserError, match=re.escape("stages.rates.rates: rate decoders are for 1 <= k < c = 8, got [2, 8]")):
+        Trainer(_with_rates_stage(base, rates=[2, 8])).run("all")
