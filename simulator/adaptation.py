@@ -35,7 +35,7 @@ a public vector from the first ``k`` of its own symbols, which the nested codec 
 larger ``k`` the vector went at for the others. At an SNR where every user needs ``c``, ``snr`` is
 the fixed system exactly, bytes included.
 
-Rates below 4 are short codes (:mod:`simulator.models.channel_codec`), whose symbols are no prefix
+A codec's short codes (:mod:`simulator.models.channel_codec`) are rates whose symbols are no prefix
 of the nested code: public vectors never go at one (``snr``: the smallest nested rate at or above the
 group's largest ``k``, read by a short-coded user from that many of its first symbols; ``importance``
 signals the vector's ``k`` to all its users anyway). With ``repeat`` the candidates go on above ``c``
