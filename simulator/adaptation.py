@@ -83,7 +83,7 @@ def repetition_rates(symbols_per_token: int) -> list[int]:
 def candidate_rates(codec_config, setting) -> list[int]:
     """The rates a setting chooses from: the codec's, plus :func:`repetition_rates` with ``repeat``."""
     rates = codec_config.rates
-    return rates + repetition_rates(codec_config.channel_symbols_per_token) if getattr(setting, "repeat", False) else rates
+    return rates + repetition_rates(codec_config.channel_symbols_per_token) if setting.repeat else rates
 
 
 def _noise_patterns(draws: int, symbols: int, copy: int = 0) -> torch.Tensor:

@@ -155,23 +155,17 @@ class ChannelDecoder(nn.Module):
 
 
 def add_short_codes(encoder: ChannelEncoder, decoder: ChannelDecoder, rates: list[int], width: int,
-                    generator: torch.Generator | None = None) -> None:
-    """Give each ``k`` in ``rates`` (``< c``) an encoder and a decoder MLP of its own (freshly
-    initialised, from ``generator`` when given)."""
+                    seed: int) -> None:
+    """Give each ``k`` in ``rates`` (``< c``) an encoder and a decoder MLP of their own, with PyTorch's
+    default initialisation drawn from ``seed`` (the global random state is left as it was)."""
     c = encoder.symbols_per_token
     weight = encoder.linear.weight
-    for k in rates:
-        if str(k) in encoder.short_codes:
-            continue
-        if not 1 <= k < c:
-            raise ValueError(f"short codes are for 1 <= k < c = {c}, got {k}")
-        pair = (_short_code(encoder.hidden_size, width, 2 * k), _short_code(2 * k, width, decoder.hidden_size))
-        if generator is not None:
-            with torch.no_grad():
-                for module in pair:
-                    for linear in (module[0], module[2]):
-                        bound = 1 / linear.in_features ** 0.5
-                        linear.weight.uniform_(-bound, bound, generator=generator)
-                        linear.bias.uniform_(-bound, bound, generator=generator)
-        encoder.short_codes[str(k)] = pair[0].to(weight.device, weight.dtype)
-        decoder.short_codes[str(k)] = pair[1].to(weight.device, weight.dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for k in rates:
+            if str(k) in encoder.short_codes:
+                continue
+            if not 1 <= k < c:
+                raise ValueError(f"short codes are for 1 <= k < c = {c}, got {k}")
+            encoder.short_codes[str(k)] = _short_code(encoder.hidden_size, width, 2 * k).to(weight.device, weight.dtype)
+            decoder.short_codes[str(k)] = _short_code(2 * k, width, decoder.hidden_size).to(weight.device, weight.dtype)

@@ -259,23 +259,31 @@ class M4SCSystem(System):
         return recovery
 
     # ---- 3. deliver --------------------------------------------------------------------------
-    def _with_repeats(self, private: torch.Tensor, repeats: torch.Tensor, unicast, users: list[int],
-                      link: Link) -> torch.Tensor:
-        """The private tokens' equalised symbols ``[rows, T, c]`` when the first ``repeats [rows, T]``
-        symbols of some go a second time: a second unicast transmission on the same grid, combined
-        with the first by maximum-ratio combining (:func:`channels.flat.combine_receptions`)."""
+    def _unicast(self, symbols: torch.Tensor, users: list[int], link: Link, streams):
+        """``symbols [rows, T, c]`` on their users' fixed ``max_new_tokens x c`` grids (zeros elsewhere)
+        through ``link``'s channel, drawing from ``streams``: its ChannelOutput ``[1, U, grid * c]``."""
+        x = torch.zeros(1, link.num_users, self.max_new_tokens, symbols.shape[-1], dtype=torch.complex64)
+        x[0, users, :symbols.shape[1]] = symbols
+        return link.channel(x.reshape(1, link.num_users, -1), link.noise_power, streams)
+
+    def _rows(self, grid_symbols: torch.Tensor, users: list[int], tokens: int) -> torch.Tensor:
+        """``[1, U, grid * c]`` -> the rows' first ``tokens`` tokens, ``[rows, tokens, c]``."""
+        return grid_symbols.reshape(grid_symbols.shape[1], self.max_new_tokens, -1)[users, :tokens]
+
+    def _with_repeats(self, private: torch.Tensor, repeats: torch.Tensor, unicast, received: torch.Tensor,
+                      users: list[int], link: Link) -> torch.Tensor:
+        """The private tokens' equalised symbols ``[rows, T, c]`` (``received`` those of the first
+        transmission) when the first ``repeats [rows, T]`` symbols of some go a second time: a second
+        unicast transmission on the same grid, combined with the first by maximum-ratio combining
+        (:func:`channels.flat.combine_receptions`)."""
         from channels.flat import combine_receptions
         from simulator.models.channel_codec import prefix_mask
 
-        rows, tokens, c = private.shape
-        grid, num_users = self.max_new_tokens, link.num_users
-        twice = prefix_mask(repeats, c)
-        x = torch.zeros(1, num_users, grid, c, dtype=torch.complex64)
-        x[0, users, :tokens] = torch.where(twice, private, torch.zeros_like(private))
-        again = link.channel(x.reshape(1, num_users, grid * c), link.noise_power, link.repeat_streams or link.unicast_streams)
+        twice = prefix_mask(repeats, private.shape[-1])
+        again = self._unicast(torch.where(twice, private, torch.zeros_like(private)), users, link,
+                              link.repeat_streams or link.unicast_streams)
         combined = combine_receptions(unicast, again, link.noise_power, getattr(link.channel, "equalizer", "mmse"))
-        first = unicast.x_hat.reshape(num_users, grid, c)[users, :tokens]
-        return torch.where(twice, combined.reshape(num_users, grid, c)[users, :tokens], first)
+        return torch.where(twice, self._rows(combined, users, private.shape[1]), received)
 
     @torch.inference_mode()
     def deliver(self, encoded: _EncodedBatch, plan: BatchPlan, users: list[int], link: Link,
@@ -286,19 +294,16 @@ class M4SCSystem(System):
         sent, shared = encoded.transmission, plan.detail
         sharing = shared.sharing
         rows, tokens, c = sent.symbols.shape
-        grid = self.max_new_tokens
         num_users = link.num_users
 
         # Unicast: each user's private tokens on its fixed T x c grid (zeros elsewhere; an adapted
         # plan's tokens are already zero after their k-th symbol).
         symbols = sent.symbols if shared.private_symbols is None else shared.private_symbols
         private = torch.where(sharing.private_mask.unsqueeze(-1), symbols, torch.zeros_like(symbols))
-        x = torch.zeros(1, num_users, grid, c, dtype=torch.complex64)
-        x[0, users, :tokens] = private
-        unicast = link.channel(x.reshape(1, num_users, grid * c), link.noise_power, link.unicast_streams)
-        private_received = unicast.x_hat.reshape(num_users, grid, c)[users, :tokens]
+        unicast = self._unicast(private, users, link, link.unicast_streams)
+        private_received = self._rows(unicast.x_hat, users, tokens)
         if shared.repeats is not None:
-            private_received = self._with_repeats(private, shared.repeats, unicast, users, link)
+            private_received = self._with_repeats(private, shared.repeats, unicast, private_received, users, link)
 
         # Broadcast: one transmission of the P public vectors, reaching every user through its own
         # channel (every user's broadcast stream advances; the rows that need it keep theirs).

@@ -244,8 +244,8 @@ def test_rates_stage_settings_are_checked(tiny_data, tmp_path):
     data["stages"]["joint"]["short_codes"] = [2]
     with pytest.raises(ValidationError, match="stage 'joint': short_codes is a rates-stage setting"):
         type(base).model_validate(data)
-    with pytest.raises(UserError, match=re.escape("stages.rates.rates: a rate has either a decoder of its own or a "
-                                                  "short code: [2]")):
+    with pytest.raises(UserError, match=re.escape("stages.rates.rates: a rate has either a rate decoder or a "
+                                                  "short code: both have [2]")):
         Trainer(_with_rates_stage(base, rates=[2, 4], short_codes=[2])).run("all")
     data = base.model_dump()
     data["stages"]["align"]["rates"] = [2, 8]
