@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,11 +130,108 @@ def recovery_probability(codec, hidden: torch.Tensor, tokens: torch.Tensor, snr_
             twice = (x + (noise + _noise_patterns(draws, c, copy=1).to(device)).unsqueeze(0) / 2 * torch.sqrt(no)) \
                 / (1 + no / 2)
             x_hat = torch.where(torch.arange(c, device=device) < k - c, twice, x_hat)
-        decoded = codec.logits(codec.channel_decoder(x_hat, k_per_token.unsqueeze(1).expand(-1, draws))).argmax(-1)
-        correct.append(decoded == tokens.unsqueeze(1))  # [N, draws]
+            clean = torch.where(torch.arange(c, device=device) < k - c, x / (1 + no / 2), x / (1 + no))
+        else:
+            clean = x / (1 + no)
+        correct.append(_decode_tokens(codec, x_hat, min(k, c), clean) == tokens.unsqueeze(1))  # [N, draws]
     if paired:
         correct = [ok & correct[-1] for ok in correct]
     return torch.stack([ok.float().mean(-1).cpu() for ok in correct], dim=-1)
+
+
+_LOGITS_PER_CHUNK = 1 << 25  # 128 MiB of float32 logits at a time
+# Below this many words the plain head costs less than the shortcuts' bookkeeping (the tiny codec's
+# 1,000-odd words), and decisions stay those of the plain product to the bit.
+_SHORTCUT_MIN_VOCAB = 32768
+
+
+@torch.no_grad()
+def _decode_tokens(codec, received: torch.Tensor, k: int, clean: torch.Tensor | None = None) -> torch.Tensor:
+    """``received [N, draws, c]`` complex, read at rate ``k`` -> ``[N, draws]`` the user's argmax tokens.
+
+    Two exact shortcuts for a large vocabulary (Gemma-3's 262,144 words cost 640 multiply-adds each
+    per draw through the plain head):
+
+    - folding: where the decoder ends in an affine map narrower than the LLM's width
+      (:meth:`ChannelDecoder.split_output`), it is folded into the LM head (``W_lm A``, vocab x 2k).
+    - pruning, given ``clean [N, 1, c]`` (the noise-free part of ``received``, with features linear in
+      the symbols): with ``l0`` the logits of ``clean`` and ``r`` the largest feature distance of a
+      draw from it, a word ``v`` can beat the reference word ``t = argmax l0`` in some draw only if
+      ``l0_v + |M_v - M_t| r >= l0_t`` (Cauchy-Schwarz on rows of the folded head ``M``). Only those
+      words' logits are computed; at a high SNR that is the reference word alone.
+
+    The argmax is that of the full product up to float32 rounding (a decision can differ only where
+    two logits tie to the last bits); the soft-cap (where a model has one) is monotonic and left out.
+    Both apply from ``_SHORTCUT_MIN_VOCAB`` words on. No chunk holds more than ``_LOGITS_PER_CHUNK`` logits."""
+    split = codec.channel_decoder.split_output(k)
+    head = codec.lm_head.weight
+    rates = torch.full(received.shape[:-1], k, dtype=torch.long, device=received.device)
+    if head.shape[0] < _SHORTCUT_MIN_VOCAB:
+        return codec.logits(codec.channel_decoder(received, rates)).argmax(-1)
+    if split.weight.shape[1] >= split.weight.shape[0]:  # folding would widen the head
+        rows = max(1, _LOGITS_PER_CHUNK // max(1, received.shape[1] * head.shape[0]))
+        return torch.cat([codec.logits(codec.channel_decoder(chunk, rate)).argmax(-1)
+                          for chunk, rate in zip(received.split(rows), rates.split(rows))])
+    head, head_bias, squared_norms = _folded_head(codec, split, k)
+    if clean is None or not split.linear:
+        rows = max(1, _LOGITS_PER_CHUNK // max(1, received.shape[1] * head.shape[0]))
+        return torch.cat([torch.addmm(head_bias, split.features(chunk).flatten(0, -2).to(head.dtype), head.T)
+                          .argmax(-1).view(chunk.shape[:-1]) for chunk in received.split(rows)])
+    return _pruned_argmax(split.features, head, head_bias, squared_norms, received, clean)
+
+
+_FOLDED_HEADS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # channel decoder -> {k: entry}
+
+
+def _folded_head(codec, split, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``W_lm A [V, m]``, ``W_lm b (+ b_lm) [V]`` and the squared row norms ``[V]`` of the head folded
+    with the decoder's map at rate ``k``, kept until either weight changes: a calibration asks for it
+    per SNR and task, and the fold is 262,144 x 640 x 2k multiply-adds for Gemma-3. An entry holds
+    the weights it was made from, so it is never matched by a new tensor at a freed address."""
+    lm = codec.lm_head.weight
+    weight = split.weight if split.weight._base is None else split.weight._base  # a prefix is a view
+    stamp = (weight, weight._version, split.bias, split.bias._version, lm, lm._version)
+    cache = _FOLDED_HEADS.setdefault(codec.channel_decoder, {})
+    entry = cache.get(k)
+    if entry is None or not all(a is b if isinstance(a, torch.Tensor) else a == b for a, b in zip(entry[0], stamp)):
+        head = lm @ split.weight.to(lm.dtype)
+        bias = split.bias.to(lm.dtype) @ lm.T
+        if codec.lm_head.bias is not None:
+            bias = bias + codec.lm_head.bias
+        entry = cache[k] = (stamp, (head, bias, head.pow(2).sum(-1)))
+    return entry[1]
+
+
+def _pruned_argmax(features, head: torch.Tensor, head_bias: torch.Tensor, squared_norms: torch.Tensor,
+                   received: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """:func:`_decode_tokens` with pruning: ``head [V, m]``, ``head_bias [V]``, ``squared_norms [V]``."""
+    vocab = head.shape[0]
+    # Float32 rounding of the bound's terms, made up for by letting a few more words through.
+    norm_slack = 1e-3 * float(squared_norms.max().sqrt())
+    rows = max(1, _LOGITS_PER_CHUNK // (max(4, received.shape[1]) * vocab))
+    out = []
+    for chunk, chunk_clean in zip(received.split(rows), clean.split(rows)):
+        draws = features(chunk).to(head.dtype)  # [n, D, m]
+        center = features(chunk_clean).to(head.dtype)[:, 0]  # [n, m]
+        radius = (draws - center.unsqueeze(1)).norm(dim=-1).amax(-1)  # [n]
+        logits = torch.addmm(head_bias, center, head.T)  # [n, V]
+        reference = logits.argmax(-1)
+        distance = (squared_norms + squared_norms[reference].unsqueeze(1) - 2 * head[reference] @ head.T) \
+            .clamp_min(0).sqrt() + norm_slack  # [n, V] |M_v - M_t|
+        best = logits.gather(1, reference.unsqueeze(1))
+        slack = 1e-5 * (logits.abs().amax(-1, keepdim=True) + 1)
+        candidates = logits + distance * radius.unsqueeze(1) >= best - slack  # the reference among them
+        tokens = reference.unsqueeze(1).expand(-1, draws.shape[1]).clone()
+        counts = candidates.sum(-1)
+        # Where noise leaves many words in reach (a low SNR), gathering them costs more than the full head.
+        full = torch.nonzero(counts > vocab // 32).flatten()
+        if len(full):
+            tokens[full] = torch.addmm(head_bias, draws[full].flatten(0, 1), head.T).argmax(-1).view(len(full), -1)
+        for row in torch.nonzero((counts > 1) & (counts <= vocab // 32)).flatten().tolist():
+            words = torch.nonzero(candidates[row]).flatten()  # ascending: ties go to the lowest id, as in argmax
+            tokens[row] = words[torch.addmm(head_bias[words], draws[row], head[words].T).argmax(-1)]
+        out.append(tokens)
+    return torch.cat(out)
 
 
 def smallest_rate(recovery: torch.Tensor, target: float) -> torch.Tensor:

@@ -29,12 +29,15 @@ Two per-rate additions, both trained with everything else frozen (stage ``rates`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 from channels.conventions import complex_to_real, normalize_power, real_to_complex
 
-__all__ = ["ChannelEncoder", "ChannelDecoder", "prefix_mask", "add_short_codes"]
+__all__ = ["ChannelEncoder", "ChannelDecoder", "OutputSplit", "prefix_mask", "add_short_codes"]
 
 
 def prefix_mask(rates: torch.Tensor, symbols_per_token: int) -> torch.Tensor:
@@ -104,6 +107,16 @@ class ChannelEncoder(nn.Module):
         _identity_(self.linear)
 
 
+class OutputSplit(NamedTuple):
+    """A decoder at one rate as ``features(symbols [..., c]) -> [..., m]`` then ``weight [d, m]``,
+    ``bias [d]``; ``linear``: whether ``features`` is linear in the symbols (a slice of their reals)."""
+
+    features: Callable[[torch.Tensor], torch.Tensor]
+    weight: torch.Tensor
+    bias: torch.Tensor
+    linear: bool
+
+
 class ChannelDecoder(nn.Module):
     """``Linear(2c -> d)``: received complex symbols ``[..., c]`` -> semantic vectors ``[..., d]`` float.
 
@@ -134,6 +147,24 @@ class ChannelDecoder(nn.Module):
             return decoder(complex_to_real(symbols[at_k][..., :k]).to(self.linear.weight.dtype))
         out = _per_rate(out, rates, self.rate_decoders, prefix)
         return _per_rate(out, rates, self.short_codes, prefix)
+
+    def split_output(self, k: int) -> OutputSplit:
+        """Decoding at one rate ``k`` as features then an affine map: ``forward(symbols, k)`` equals
+        ``features(symbols) @ weight.T + bias`` (:class:`OutputSplit`). A consumer can fold the map
+        into what follows it (:func:`simulator.adaptation.recovery_probability` folds it into the LM head)."""
+        dtype = self.linear.weight.dtype
+        if k >= self.symbols_per_token:
+            return OutputSplit(lambda symbols: complex_to_real(symbols).to(dtype), self.linear.weight, self.linear.bias, True)
+
+        def prefix(symbols: torch.Tensor) -> torch.Tensor:
+            return complex_to_real(symbols[..., :k]).to(dtype)
+        if str(k) in self.short_codes:
+            code = self.short_codes[str(k)]
+            return OutputSplit(lambda symbols: code[:-1](prefix(symbols)), code[-1].weight, code[-1].bias, False)
+        if str(k) in self.rate_decoders:
+            decoder = self.rate_decoders[str(k)]
+            return OutputSplit(prefix, decoder.weight, decoder.bias, True)
+        return OutputSplit(prefix, self.linear.weight[:, :2 * k], self.linear.bias, True)
 
     def add_rate_decoders(self, rates: list[int]) -> None:
         """Give each ``k`` in ``rates`` (``< c``) a decoder of its own, starting as the shared map's

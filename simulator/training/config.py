@@ -63,6 +63,10 @@ class StageConfig(_Strict):
     snr_db: tuple[float, float] = Field(default=(-5.0, 20.0), description="joint: SNR range in dB, uniform")
     channels: list[Literal["awgn", "rayleigh"]] = Field(default_factory=lambda: ["awgn", "rayleigh"])
     noise_free_weight: float = Field(default=0.5, ge=0, description="joint: weight of the noise-free LM loss")
+    channel_target: Literal["labels", "bs"] = Field(
+        default="labels", description="joint: the tokens the CE through the channel is against: 'labels' (the "
+        "reference tokens, the paper's) or 'bs' (the token the BS's noise-free LM head picks at each position: the "
+        "channel codec learns to carry what the BS says, not to correct it; for a frozen LLM)")
     rates: list[int] | None = Field(default=None, min_length=1, description="joint: symbols per token the nested "
                                     "channel codec learns to serve (k drawn per token; ascending, ending at c); "
                                     "None: c only. rates: the k < c that get a channel decoder of their own "

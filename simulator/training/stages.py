@@ -273,20 +273,25 @@ def target_hidden_states(model, batch: dict, pixel_values: torch.Tensor | None,
 
 
 def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: torch.Generator,
-               noise_free_weight: float = 0.5, rates: list[int] | None = None) -> torch.Tensor:
+               noise_free_weight: float = 0.5, rates: list[int] | None = None,
+               channel_target: str = "labels") -> torch.Tensor:
     """Stage 3: Output-token hidden states -> channel encoder -> channel -> decoder -> LM head.
 
     Loss = CE(through the channel) + ``noise_free_weight`` x CE(noise-free LM head), so the LLM keeps
     its noise-free skill while the codec learns the channel. With several ``rates`` (symbols per token),
     a second CE sends each token at a ``k`` drawn uniformly from them (the nested codec of
-    :mod:`simulator.models.channel_codec`), added to the CE at all ``c``.
+    :mod:`simulator.models.channel_codec`), added to the CE at all ``c``. The CE through the channel
+    is against the reference tokens (``channel_target`` ``"labels"``) or against the token the
+    noise-free head picks at each position (``"bs"``: what the BS would say).
     """
     device = model.channel_encoder.linear.weight.device
     pixel_values, has_image = _pixel_values(batch, device)
     token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
+    clean_logits = model.logits(token_hidden).float() if noise_free_weight or channel_target == "bs" else None
+    through_targets = clean_logits.detach().argmax(-1) if channel_target == "bs" else token_targets
 
     def through_channel(token_rates: torch.Tensor | None) -> torch.Tensor:
-        return _channel_loss(model, token_hidden, token_targets, token_rates, channel_name, snr_db, generator)
+        return _channel_loss(model, token_hidden, through_targets, token_rates, channel_name, snr_db, generator)
 
     through = through_channel(None)
     if rates and len(rates) > 1:
@@ -295,8 +300,7 @@ def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: 
         through = through + through_channel(_random_rates(rates, token_hidden.shape[0], generator, device))
     if noise_free_weight == 0:
         return through
-    clean = F.cross_entropy(model.logits(token_hidden).float(), token_targets)
-    return through + noise_free_weight * clean
+    return through + noise_free_weight * F.cross_entropy(clean_logits, token_targets)
 
 
 def set_channel_rates(model, stage_name: str, rates: list[int] | None, short_codes: list[int] | None = None,

@@ -372,7 +372,7 @@ class Trainer:
             return stage_fns.rate_code_loss(model, batch, channel, snr_db, generator,
                                             (stage.rates or []) + stage.short_codes)
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight,
-                                    model.config.channel_rates or None)
+                                    model.config.channel_rates or None, stage.channel_target)
 
     def _object_count_head(self, model) -> torch.nn.Module:
         """Stage 2's training-only head of :func:`~simulator.training.stages.object_count_loss`

@@ -100,6 +100,67 @@ def test_a_rate_decoder_starts_as_the_zero_filled_shared_decoder_and_changes_onl
         decoder.add_rate_decoders([8])
 
 
+def test_split_output_reproduces_the_decoder_at_every_kind_of_rate():
+    """features then the affine map equal ``forward`` at the full rate, a zero-filled prefix, a rate
+    decoder and a short code."""
+    from simulator.models.channel_codec import add_short_codes
+
+    torch.manual_seed(3)
+    encoder, decoder = ChannelEncoder(24, 8), ChannelDecoder(24, 8)
+    decoder.add_rate_decoders([4])
+    add_short_codes(encoder, decoder, [2], width=16, seed=0)
+    symbols = torch.randn(5, 3, 8, dtype=torch.complex64)
+    for k, width in ((8, 16), (5, 10), (4, 8), (2, 16)):
+        features, weight, bias, linear = decoder.split_output(k)
+        assert weight.shape == (24, width) and bias.shape == (24,) and linear == (k != 2)
+        expected = decoder(symbols, torch.full((5, 3), k))
+        assert torch.allclose(features(symbols) @ weight.T + bias, expected, atol=1e-5), k
+
+
+def test_decoding_through_the_folded_head_gives_the_unfolded_tokens(monkeypatch):
+    """The LM head with the decoder's map folded in (a 2k-wide head) picks the tokens
+    ``argmax(lm_head(decoder(y)))`` picks, over a vocabulary large enough to be chunked."""
+    import simulator.adaptation as adaptation
+    from types import SimpleNamespace
+
+    torch.manual_seed(4)
+    decoder = ChannelDecoder(48, 8)
+    lm_head = torch.nn.Linear(48, 3000)
+    codec = SimpleNamespace(channel_decoder=decoder, lm_head=lm_head, logits=lm_head)
+    received = torch.randn(40, 16, 8, dtype=torch.complex64)
+    monkeypatch.setattr(adaptation, "_LOGITS_PER_CHUNK", 3000 * 16 * 7)  # chunks of 7 tokens
+    monkeypatch.setattr(adaptation, "_SHORTCUT_MIN_VOCAB", 3000)
+    for k in (2, 5, 8):
+        expected = lm_head(decoder(received, torch.full((40, 16), k))).argmax(-1)
+        assert torch.equal(adaptation._decode_tokens(codec, received, k), expected), k
+    with torch.no_grad():  # a trained decoder: the folded head kept from above is stale
+        decoder.linear.weight.mul_(-1)
+    expected = lm_head(decoder(received, torch.full((40, 16), 5))).argmax(-1)
+    assert torch.equal(adaptation._decode_tokens(codec, received, 5), expected)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02, 0.3, 3.0])
+def test_pruned_decoding_gives_the_full_heads_tokens_at_any_noise_level(monkeypatch, noise):
+    """Given the noise-free part, only words that could beat the reference word in some draw get
+    logits; the tokens are still the full head's, from no noise (every draw decodes to the
+    reference word) to noise far above the signal (almost every word a candidate)."""
+    import simulator.adaptation as adaptation
+    from types import SimpleNamespace
+
+    torch.manual_seed(5)
+    decoder = ChannelDecoder(48, 8)
+    lm_head = torch.nn.Linear(48, 3000, bias=False)
+    codec = SimpleNamespace(channel_decoder=decoder, lm_head=lm_head, logits=lm_head)
+    clean = torch.randn(30, 1, 8, dtype=torch.complex64)
+    received = clean + noise * torch.randn(30, 16, 8, dtype=torch.complex64)
+    monkeypatch.setattr(adaptation, "_LOGITS_PER_CHUNK", 3000 * 4 * 9)  # 9 tokens per chunk
+    monkeypatch.setattr(adaptation, "_SHORTCUT_MIN_VOCAB", 3000)
+    for k in (3, 8):
+        expected = lm_head(decoder(received, torch.full((30, 16), k))).argmax(-1)
+        assert torch.equal(adaptation._decode_tokens(codec, received, k, clean), expected), (k, noise)
+    if noise == 0.0:
+        assert bool((expected == expected[:, :1]).all())
+
 def test_a_codec_config_names_rate_decoders_and_short_codes_only_among_its_rates_below_c():
     from simulator.models.config import profile_config
 
@@ -386,6 +447,17 @@ def test_calibrate_writes_a_table_whose_full_rate_recovery_rises_with_snr(run_cl
         pooled = [sum(counts[t] * table.by_task[t][s][r] for t in counts) / table.source["tokens"]
                   for r in range(len(table.rates))]
         assert row == pytest.approx(pooled, abs=2e-5)
+    assert table.source["reference"] == "bs"
+
+    # Against the full rate's own noise-free decode, the full rate recovers every token at a high SNR.
+    result = run_cli("calibrate", "--checkpoint", str(nested_dir), "--data", str(clevr_dir), "--num-samples", "6",
+                     "--snr-db", "100", "100", "1", "--draws", "8", "--reference", "full-rate",
+                     "--out", str(tmp_path / "full_rate.json"))
+    assert result.returncode == 0, result.stderr
+    table = RateTable.load(tmp_path / "full_rate.json")
+    full = table.rates.index(64)
+    assert table.source["reference"] == "full-rate"
+    assert table.recovery[0][full] == 1.0 and all(rows[0][full] == 1.0 for rows in table.by_task.values())
 
 
 def test_importance_at_target_one_keeps_what_the_full_rate_decodes(nested):

@@ -189,6 +189,44 @@ def test_joint_stage_with_rates_saves_a_nested_codec_and_trains_the_full_rate_to
     assert losses["[2, 4, 8]"] > losses["None"] + 0.5
 
 
+def test_joint_bs_target_is_the_token_the_bss_noise_free_head_picks(tiny_data, tmp_path):
+    """channel_target 'bs': through a channel that delivers the BS's hidden states unchanged, the CE
+    is against the noise-free head's own argmax, so it is at most the CE against the labels (token by
+    token, -log p(argmax) <= -log p(label)); 'labels' then equals the noise-free CE."""
+    import torch.nn.functional as F
+
+    from simulator.training.stages import _pixel_values, joint_loss, target_hidden_states
+
+    trainer = Trainer(make_config(tiny_data, tmp_path, steps=1))
+    trainer.prepare()
+    codec = trainer.fresh_model()
+    generator = torch.Generator().manual_seed(0)
+    batch = trainer.collator(codec)([trainer.train_data.sample("vqa", generator) for _ in range(4)])
+    c = codec.config.channel_symbols_per_token
+
+    class Wire(torch.nn.Module):  # a channel codec that hands the LM head the BS's hidden state
+        def __init__(self):
+            super().__init__()
+            self.linear, self.sent = torch.nn.Linear(1, 1), None
+
+        def forward(self, x, rates=None):
+            if x.is_complex():
+                return self.sent
+            self.sent = x
+            return torch.ones(*x.shape[:-1], c, dtype=torch.complex64)
+
+    with torch.no_grad():
+        hidden, targets = target_hidden_states(codec, batch, *_pixel_values(batch, "cpu"))
+        logits = codec.logits(hidden).float()
+        codec.channel_encoder = codec.channel_decoder = Wire()
+        losses = {target: float(joint_loss(codec, batch, "awgn", 300.0, torch.Generator().manual_seed(1),
+                                           noise_free_weight=0.0, channel_target=target))
+                  for target in ("bs", "labels")}
+    assert losses["bs"] == pytest.approx(float(F.cross_entropy(logits, logits.argmax(-1))), rel=1e-5)
+    assert losses["labels"] == pytest.approx(float(F.cross_entropy(logits, targets)), rel=1e-5)
+    assert losses["bs"] < losses["labels"] - 0.1
+
+
 @pytest.mark.parametrize("rates, fragment", [([2, 4], "end at channel_symbols_per_token (8)"),
                                              ([4, 2, 8], "distinct, ascending")])
 def test_joint_rates_must_be_ascending_and_end_at_c(tiny_data, tmp_path, rates, fragment):
