@@ -125,14 +125,12 @@ def recovery_probability(codec, hidden: torch.Tensor, tokens: torch.Tensor, snr_
     for k in rates:
         k_per_token = torch.full((hidden.shape[0],), min(k, c), dtype=torch.long, device=device)
         x = codec.channel_encoder(hidden, k_per_token).unsqueeze(1)  # [N, 1, c]
-        x_hat = (x + noise.unsqueeze(0) * torch.sqrt(no)) / (1 + no)  # MMSE with h = 1
+        x_hat, clean = (x + noise.unsqueeze(0) * torch.sqrt(no)) / (1 + no), x / (1 + no)  # MMSE with h = 1
         if k > c:  # maximum-ratio combining of two receptions of the first k - c symbols
+            repeated = torch.arange(c, device=device) < k - c
             twice = (x + (noise + _noise_patterns(draws, c, copy=1).to(device)).unsqueeze(0) / 2 * torch.sqrt(no)) \
                 / (1 + no / 2)
-            x_hat = torch.where(torch.arange(c, device=device) < k - c, twice, x_hat)
-            clean = torch.where(torch.arange(c, device=device) < k - c, x / (1 + no / 2), x / (1 + no))
-        else:
-            clean = x / (1 + no)
+            x_hat, clean = torch.where(repeated, twice, x_hat), torch.where(repeated, x / (1 + no / 2), clean)
         correct.append(_decode_tokens(codec, x_hat, min(k, c), clean) == tokens.unsqueeze(1))  # [N, draws]
     if paired:
         correct = [ok & correct[-1] for ok in correct]
@@ -164,17 +162,16 @@ def _decode_tokens(codec, received: torch.Tensor, k: int, clean: torch.Tensor | 
     two logits tie to the last bits); the soft-cap (where a model has one) is monotonic and left out.
     Both apply from ``_SHORTCUT_MIN_VOCAB`` words on. No chunk holds more than ``_LOGITS_PER_CHUNK`` logits."""
     split = codec.channel_decoder.split_output(k)
-    head = codec.lm_head.weight
+    vocab = codec.lm_head.weight.shape[0]
     rates = torch.full(received.shape[:-1], k, dtype=torch.long, device=received.device)
-    if head.shape[0] < _SHORTCUT_MIN_VOCAB:
+    if vocab < _SHORTCUT_MIN_VOCAB:
         return codec.logits(codec.channel_decoder(received, rates)).argmax(-1)
+    rows = max(1, _LOGITS_PER_CHUNK // max(1, received.shape[1] * vocab))
     if split.weight.shape[1] >= split.weight.shape[0]:  # folding would widen the head
-        rows = max(1, _LOGITS_PER_CHUNK // max(1, received.shape[1] * head.shape[0]))
         return torch.cat([codec.logits(codec.channel_decoder(chunk, rate)).argmax(-1)
                           for chunk, rate in zip(received.split(rows), rates.split(rows))])
     head, head_bias, squared_norms = _folded_head(codec, split, k)
     if clean is None or not split.linear:
-        rows = max(1, _LOGITS_PER_CHUNK // max(1, received.shape[1] * head.shape[0]))
         return torch.cat([torch.addmm(head_bias, split.features(chunk).flatten(0, -2).to(head.dtype), head.T)
                           .argmax(-1).view(chunk.shape[:-1]) for chunk in received.split(rows)])
     return _pruned_argmax(split.features, head, head_bias, squared_norms, received, clean)
@@ -224,10 +221,10 @@ def _pruned_argmax(features, head: torch.Tensor, head_bias: torch.Tensor, square
         tokens = reference.unsqueeze(1).expand(-1, draws.shape[1]).clone()
         counts = candidates.sum(-1)
         # Where noise leaves many words in reach (a low SNR), gathering them costs more than the full head.
-        full = torch.nonzero(counts > vocab // 32).flatten()
-        if len(full):
-            tokens[full] = torch.addmm(head_bias, draws[full].flatten(0, 1), head.T).argmax(-1).view(len(full), -1)
-        for row in torch.nonzero((counts > 1) & (counts <= vocab // 32)).flatten().tolist():
+        dense = counts > vocab // 32
+        if bool(dense.any()):
+            tokens[dense] = torch.addmm(head_bias, draws[dense].flatten(0, 1), head.T).argmax(-1).view(-1, draws.shape[1])
+        for row in torch.nonzero((counts > 1) & ~dense).flatten().tolist():
             words = torch.nonzero(candidates[row]).flatten()  # ascending: ties go to the lowest id, as in argmax
             tokens[row] = words[torch.addmm(head_bias[words], draws[row], head[words].T).argmax(-1)]
         out.append(tokens)
@@ -356,13 +353,17 @@ def full_rate_tokens(codec, hidden: torch.Tensor) -> torch.Tensor:
     what ``fixed`` delivers at high SNR. The channel decoder, trained in stage 3 on the targets, can
     decode a vector to another token than the BS's argmax, so the adaptive policies keep what the full
     rate decodes rather than the BS's token; else such a token has no full-rate recovery to keep and
-    would drop to the smallest ``k``."""
+    would drop to the smallest ``k``. Decoded in chunks of at most ``_LOGITS_PER_CHUNK`` logits."""
     if hidden.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long)
     device = codec.channel_encoder.linear.weight.device
-    full = torch.full((hidden.shape[0],), codec.config.channel_symbols_per_token, dtype=torch.long, device=device)
-    symbols = codec.channel_encoder(hidden.to(device), full)
-    return codec.logits(codec.channel_decoder(symbols, full)).argmax(-1).cpu()
+    rows = max(1, _LOGITS_PER_CHUNK // codec.lm_head.weight.shape[0])
+    tokens = []
+    for part in hidden.split(rows):
+        full = torch.full((part.shape[0],), codec.config.channel_symbols_per_token, dtype=torch.long, device=device)
+        symbols = codec.channel_encoder(part.to(device), full)
+        tokens.append(codec.logits(codec.channel_decoder(symbols, full)).argmax(-1).cpu())
+    return torch.cat(tokens)
 
 
 def token_recovery(codec, hidden: torch.Tensor, token_mask: torch.Tensor, snr_db: torch.Tensor,

@@ -78,8 +78,7 @@ def main(args) -> int:
         pass  # no prepared sentiment corpus: calibrate on the image tasks
     outputs = {task: _outputs(model, task_samples) for task, task_samples in samples.items()}
     if args.reference == "full-rate":
-        outputs = {task: (hidden, torch.cat([full_rate_tokens(model, part) for part in hidden.split(256)]))
-                   for task, (hidden, _) in outputs.items()}
+        outputs = {task: (hidden, full_rate_tokens(model, hidden)) for task, (hidden, _) in outputs.items()}
     counts = {task: int(tokens.shape[0]) for task, (_, tokens) in outputs.items()}
     grid = [round(low + i * step, 6) for i in range(int(math.floor((high - low) / step + 1e-9)) + 1)]
     by_task = {task: [] for task in outputs}
