@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from simulator.models.channel_codec import ChannelDecoder, ChannelEncoder
@@ -177,9 +178,14 @@ class M4SCModel(nn.Module):
     def lm_head(self) -> nn.Module:
         return self.base_llm.get_output_embeddings()
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM head on final hidden states ``[..., d] -> [..., vocab]`` (with the model's soft-cap, if any)."""
-        logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))
+    def logits(self, hidden: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
+        """LM head on final hidden states ``[..., d] -> [..., vocab]`` (with the model's soft-cap, if any);
+        with ``words [V']`` (word ids) only those words' logits, ``[..., V']``."""
+        if words is None:
+            logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))
+        else:
+            bias = None if self.lm_head.bias is None else self.lm_head.bias[words]
+            logits = F.linear(hidden.to(self.lm_head.weight.dtype), self.lm_head.weight[words], bias)
         cap = getattr(self.base_llm.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap

@@ -73,6 +73,14 @@ class StageConfig(_Strict):
                                     "(trained with the rest frozen; added to the codec's rates)")
     short_codes: list[int] = Field(default_factory=list, description="rates: the k < c that get an encoder and a "
                                    "decoder of their own (not prefixes of the nested code); added to the codec's rates")
+    pool_samples: int = Field(default=0, ge=0, description="joint, rates with the LLM and projector frozen "
+                              "(trainable: [channel_codec] or [rate_codes]): run the LLM once over this many samples "
+                              "(drawn by the stage's task mixture), keep their output tokens' hidden states and train "
+                              "on those, a batch of batch_size samples per step; 0: fresh samples through the LLM "
+                              "every step (simulator.training.token_pool)")
+    pool_top_words: int = Field(default=0, ge=0, description="with pool_samples: the CE through the channel runs over "
+                                "the pool's target words and each token's top this-many words of the noise-free LM "
+                                "head only (for a 262,144-word head); 0: every word")
     object_weight: float = Field(default=0.0, ge=0, description="vision: weight of the per-patch scene-graph loss")
     grounding_weight: float = Field(default=0.0, ge=0,
                                     description="instruct: weight of the attention-grounding loss on VQA rows")
@@ -179,6 +187,10 @@ class TrainConfig(_Strict):
             if name == "rates" and not (stage.rates or stage.short_codes):
                 raise ValueError("stage 'rates': list the rates k < c that get a decoder of their own (rates: [...]) "
                                  "or a code of their own (short_codes: [...])")
+            if name not in ("joint", "rates") and (stage.pool_samples or stage.pool_top_words):
+                raise ValueError(f"stage {name!r}: pool_samples and pool_top_words are joint- and rates-stage settings")
+            if stage.pool_top_words and not stage.pool_samples:
+                raise ValueError(f"stage {name!r}: pool_top_words restricts the softmax of a token pool: set pool_samples")
             if name != "rates" and stage.short_codes:
                 raise ValueError(f"stage {name!r}: short_codes is a rates-stage setting")
             if name in ("vision", "align") and stage.word_dropout > 0:

@@ -22,7 +22,8 @@ from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
            "instruction_loss", "grounding_columns", "grounding_loss", "object_count_targets",
-           "object_count_loss", "target_hidden_states", "joint_loss", "set_channel_rates", "rate_code_loss"]
+           "object_count_loss", "target_hidden_states", "pixel_values_of", "joint_loss", "joint_channel_loss",
+           "set_channel_rates", "rate_code_loss", "rate_channel_loss"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec", "rate_codes")
 
@@ -86,7 +87,7 @@ def set_trainable(model: nn.Module, groups: list[str], text_tower: nn.Module | N
     return trainable
 
 
-def _pixel_values(batch: dict, device) -> tuple[torch.Tensor | None, torch.Tensor]:
+def pixel_values_of(batch: dict, device) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Full-batch ``[B, 3, H, W]`` pixel values (zeros where a sample has no image) and ``has_image``."""
     has_image = batch["has_image"].to(device)
     if batch["images"] is None:
@@ -145,7 +146,7 @@ def instruction_loss(model, batch: dict, grounding_weight: float = 0.0,
     which read the whole pass's attentions or hidden states).
     """
     device = model.channel_encoder.linear.weight.device
-    pixel_values, has_image = _pixel_values(batch, device)
+    pixel_values, has_image = pixel_values_of(batch, device)
     grounding = batch.get("grounding")
     grounded = grounding_weight > 0 and grounding is not None and pixel_values is not None
     counted = count_weight > 0 and count_head is not None and pixel_values is not None
@@ -285,22 +286,31 @@ def joint_loss(model, batch: dict, channel_name: str, snr_db: float, generator: 
     noise-free head picks at each position (``"bs"``: what the BS would say).
     """
     device = model.channel_encoder.linear.weight.device
-    pixel_values, has_image = _pixel_values(batch, device)
+    pixel_values, has_image = pixel_values_of(batch, device)
     token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
     clean_logits = model.logits(token_hidden).float() if noise_free_weight or channel_target == "bs" else None
     through_targets = clean_logits.detach().argmax(-1) if channel_target == "bs" else token_targets
-
-    def through_channel(token_rates: torch.Tensor | None) -> torch.Tensor:
-        return _channel_loss(model, token_hidden, through_targets, token_rates, channel_name, snr_db, generator)
-
-    through = through_channel(None)
-    if rates and len(rates) > 1:
-        # Sandwich rule of slimmable networks: the full rate every step plus one random k per token.
-        # Random k alone cost the full rate 3.4 points of noise-free VQA (0.728 -> 0.694, model card).
-        through = through + through_channel(_random_rates(rates, token_hidden.shape[0], generator, device))
+    through = joint_channel_loss(model, token_hidden, through_targets, channel_name, snr_db, generator, rates)
     if noise_free_weight == 0:
         return through
     return through + noise_free_weight * F.cross_entropy(clean_logits, token_targets)
+
+
+def joint_channel_loss(model, token_hidden: torch.Tensor, token_targets: torch.Tensor, channel_name: str,
+                       snr_db: float, generator: torch.Generator, rates: list[int] | None = None,
+                       words: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`joint_loss`'s CE through the channel of ``token_hidden [N, d]`` against ``token_targets
+    [N]``: at all ``c`` symbols, plus at a ``k`` per token drawn from ``rates`` when there are several.
+    With ``words`` (ascending word ids holding every target) the softmax runs over those words only
+    (:mod:`simulator.training.token_pool`)."""
+    through = _channel_loss(model, token_hidden, token_targets, None, channel_name, snr_db, generator, words)
+    if rates and len(rates) > 1:
+        # Sandwich rule of slimmable networks: the full rate every step plus one random k per token.
+        # Random k alone cost the full rate 3.4 points of noise-free VQA (0.728 -> 0.694, model card).
+        token_rates = _random_rates(rates, token_hidden.shape[0], generator, token_hidden.device)
+        through = through + _channel_loss(model, token_hidden, token_targets, token_rates, channel_name, snr_db,
+                                          generator, words)
+    return through
 
 
 def set_channel_rates(model, stage_name: str, rates: list[int] | None, short_codes: list[int] | None = None,
@@ -340,11 +350,19 @@ def rate_code_loss(model, batch: dict, channel_name: str, snr_db: float, generat
     stage's rate decoders and short codes) and read at that ``k``. The LLM is frozen and runs without
     a graph; only the rate decoders and short codes learn."""
     device = model.channel_encoder.linear.weight.device
-    pixel_values, has_image = _pixel_values(batch, device)
+    pixel_values, has_image = pixel_values_of(batch, device)
     with torch.no_grad():
         token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
-    token_rates = _random_rates(rates, token_hidden.shape[0], generator, device)
-    return _channel_loss(model, token_hidden, token_targets, token_rates, channel_name, snr_db, generator)
+    return rate_channel_loss(model, token_hidden, token_targets, channel_name, snr_db, generator, rates)
+
+
+def rate_channel_loss(model, token_hidden: torch.Tensor, token_targets: torch.Tensor, channel_name: str,
+                      snr_db: float, generator: torch.Generator, rates: list[int],
+                      words: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`rate_code_loss` on given ``token_hidden [N, d]`` and ``token_targets [N]`` (``words``: as
+    :func:`joint_channel_loss`)."""
+    token_rates = _random_rates(rates, token_hidden.shape[0], generator, token_hidden.device)
+    return _channel_loss(model, token_hidden, token_targets, token_rates, channel_name, snr_db, generator, words)
 
 
 def _random_rates(rates: list[int], count: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -354,10 +372,14 @@ def _random_rates(rates: list[int], count: int, generator: torch.Generator, devi
 
 
 def _channel_loss(model, token_hidden: torch.Tensor, token_targets: torch.Tensor, token_rates: torch.Tensor | None,
-                  channel_name: str, snr_db: float, generator: torch.Generator) -> torch.Tensor:
+                  channel_name: str, snr_db: float, generator: torch.Generator,
+                  words: torch.Tensor | None = None) -> torch.Tensor:
     """CE of ``token_hidden [N, d]`` sent at ``token_rates [N]`` (None: all ``c``) through the channel
-    (one fade per token) and read by the user's channel decoder and LM head."""
+    (one fade per token) and read by the user's channel decoder and LM head (over ``words`` only, if
+    given: ascending ids that hold every target)."""
     symbols = model.channel_encoder(token_hidden, token_rates)  # [N, c]
     received = semantic_channel(channel_name)(symbols.unsqueeze(1), snr_db_to_no(snr_db), generator).x_hat.squeeze(1)
     decoded = model.channel_decoder(received, token_rates)
-    return F.cross_entropy(model.logits(decoded).float(), token_targets)
+    if words is None:
+        return F.cross_entropy(model.logits(decoded).float(), token_targets)
+    return F.cross_entropy(model.logits(decoded, words).float(), torch.searchsorted(words, token_targets))

@@ -7,6 +7,8 @@ Folder layout of a run (``out_dir``)::
     train_log.csv                    stage, step, loss, lr, samples_per_s, elapsed_s
     stage<N>_<name>/checkpoint/      latest checkpoint of an unfinished stage (codec + trainer_state.pt)
     stage<N>_<name>/final/           the stage's result, the next stage's start
+    stage3_<name>/token_pool.safetensors   the cached hidden states of ``pool_samples`` (reused while
+                                     the frozen weights, data and pool settings are the same)
     final/                           the last stage's codec: what ``eval`` and scenarios load
 """
 
@@ -42,6 +44,7 @@ __all__ = ["Trainer"]
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+POOL_FILE = "token_pool.safetensors"
 TOWER_FILE = "siglip_text_tower.safetensors"
 LOG_COLUMNS = ("stage", "step", "loss", "lr", "samples_per_s", "elapsed_s")
 
@@ -65,6 +68,7 @@ class Trainer:
         self._patch_target_cache: torch.Tensor | None = None
         self._count_head: torch.nn.Module | None = None
         self._word_attributes: torch.Tensor | None = None
+        self._pool = None
 
     # ---- set-up ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -275,6 +279,8 @@ class Trainer:
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint", "rates") else ([], None)
+        self._pool = (self._token_pool(name, stage, model, collator, names, probabilities, groups)
+                      if stage.pool_samples else None)
         # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
         # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
@@ -353,6 +359,8 @@ class Trainer:
             task = "caption" if data.captions else "vqa"  # see fallbacks()
             examples = [sample(task) for _ in range(stage.batch_size)]
             return stage_fns.instruction_loss(model, collator(examples), at_targets=at_targets)
+        if self._pool is not None:
+            return self._pooled_loss(name, stage, model, generator)
         picks = torch.multinomial(probabilities, stage.batch_size, replacement=True, generator=generator)
         examples = [sample(task_names[i]) for i in picks.tolist()]
         batch = collator(examples)
@@ -365,14 +373,71 @@ class Trainer:
             return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers,
                                               self._count_head, stage.count_weight, self._count_layer(model, stage),
                                               self._word_attributes, at_targets=at_targets)
-        low, high = stage.snr_db
-        snr_db = low + (high - low) * float(torch.rand((), generator=generator))
-        channel = stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))]
+        channel, snr_db = _draw_channel(stage, generator)
         if name == "rates":
             return stage_fns.rate_code_loss(model, batch, channel, snr_db, generator,
                                             (stage.rates or []) + stage.short_codes)
         return stage_fns.joint_loss(model, batch, channel, snr_db, generator, stage.noise_free_weight,
                                     model.config.channel_rates or None, stage.channel_target)
+
+    def _pooled_loss(self, name, stage, model, generator):
+        """Stage ``joint`` / ``rates`` loss on ``batch_size`` samples of the token pool: the same losses
+        as without it (the noise-free CE, constant with the LLM frozen, read from the pool)."""
+        pool = self._pool
+        tokens = pool.tokens(torch.randint(pool.num_samples, (stage.batch_size,), generator=generator))
+        channel, snr_db = _draw_channel(stage, generator)
+        hidden = pool.hidden[tokens].to(self.device)
+        words = None if pool.words is None else pool.words.to(self.device)
+        if name == "rates":
+            return stage_fns.rate_channel_loss(model, hidden, pool.targets[tokens].to(self.device), channel, snr_db,
+                                               generator, (stage.rates or []) + stage.short_codes, words)
+        targets = pool.bs_targets if stage.channel_target == "bs" else pool.targets
+        loss = stage_fns.joint_channel_loss(model, hidden, targets[tokens].to(self.device), channel, snr_db, generator,
+                                            model.config.channel_rates or None, words)
+        return loss + stage.noise_free_weight * pool.clean_ce[tokens].mean().to(self.device)
+
+    def _token_pool(self, name, stage, model, collator, task_names, probabilities, groups):
+        """The stage's :class:`~simulator.training.token_pool.TokenPool`: read from the stage folder when
+        it was built from the same frozen weights, data and settings, else built (rank 0) and written."""
+        import hashlib
+        import time
+
+        from simulator.training.token_pool import TokenPool, build_token_pool
+
+        if not set(groups) <= {"channel_codec", "rate_codes"}:
+            raise UserError(f"stages.{name}.pool_samples needs the LLM, projector and vision encoder frozen "
+                            f"(trainable: [channel_codec] or [rate_codes]), but trainable is {groups}")
+        digest = hashlib.sha256()
+        for param_name, param in model.named_parameters():
+            if not param.requires_grad:
+                digest.update(param_name.encode())
+                digest.update(param.detach().float().cpu().numpy().tobytes())
+        settings = {"frozen_sha256": digest.hexdigest(), "seed": self.config.seed, "stage": name,
+                    "samples": stage.pool_samples, "top_words": stage.pool_top_words, "batch_size": stage.batch_size,
+                    "tasks": stage.tasks, "word_dropout": stage.word_dropout, "data": self.config.data.model_dump(),
+                    "max_prompt_tokens": self.config.max_prompt_tokens, "instructions": model.config.instructions}
+        path = self.config.stage_dir(name) / POOL_FILE
+        pool = TokenPool.load(path, settings) if path.is_file() else None
+        if pool is None and self.rank == 0:
+            data, unk = self.train_data, model.tokenizer.unk_token
+            counts = [min(stage.batch_size, stage.pool_samples - start)
+                      for start in range(0, stage.pool_samples, stage.batch_size)]
+
+            def batches():
+                for index, count in enumerate(_tqdm_if(self.progress, counts, f"stage {name}: token pool")):
+                    generator = batch_generator(self.config.seed, f"{name}_pool", index)
+                    picks = torch.multinomial(probabilities, count, replacement=True, generator=generator)
+                    yield collator([data.sample(task_names[i], generator, stage.word_dropout, unk) for i in picks.tolist()])
+
+            began = time.perf_counter()
+            pool = build_token_pool(model, batches(), stage.pool_top_words)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pool.save(path, settings)
+            logger.info("stage %s: token pool of %d samples (%d tokens, %s words) in %.0f s: %s", name,
+                        pool.num_samples, pool.targets.numel(), "all" if pool.words is None else pool.words.numel(),
+                        time.perf_counter() - began, path)
+        barrier()
+        return pool if pool is not None else TokenPool.load(path, settings)
 
     def _object_count_head(self, model) -> torch.nn.Module:
         """Stage 2's training-only head of :func:`~simulator.training.stages.object_count_loss`
@@ -442,6 +507,22 @@ class _PlainEncoder:
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+
+def _draw_channel(stage, generator: torch.Generator) -> tuple[str, float]:
+    """A stage-3 batch's channel and SNR (dB): uniform over ``stage.snr_db``, then one of ``stage.channels``."""
+    low, high = stage.snr_db
+    snr_db = low + (high - low) * float(torch.rand((), generator=generator))
+    return stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))], snr_db
+
+
+def _tqdm_if(show: bool, items, description: str):
+    """``items`` behind a tqdm bar when ``show``."""
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=description, leave=False)
 
 
 def _right_align_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:

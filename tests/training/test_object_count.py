@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from simulator.models.objects import object_values, word_attribute_table
 from simulator.training.config import TrainConfig
-from simulator.training.stages import _pixel_values, instruction_loss, object_count_loss, object_count_targets
+from simulator.training.stages import pixel_values_of, instruction_loss, object_count_loss, object_count_targets
 from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
 
@@ -31,7 +31,7 @@ def test_targets_count_the_detected_objects_with_each_prompt_words_value(tiny_da
     model = trainer.fresh_model().eval()
     table = word_attribute_table(model.tokenizer, len(model.tokenizer))
     batch = _batch(trainer, model, ["vqa"] * 8 + ["caption", "classify"])
-    pixel_values, has_image = _pixel_values(batch, "cpu")
+    pixel_values, has_image = pixel_values_of(batch, "cpu")
     with torch.no_grad():
         features = model.vision(pixel_values=pixel_values).last_hidden_state
         rows, columns, counts = object_count_targets(model, table, batch, features, has_image)
@@ -81,7 +81,7 @@ def test_the_count_loss_runs_the_vision_encoder_once_and_matches_two_passes(tiny
                                 word_attributes=trainer._word_attributes)
     hook.remove()
     assert len(passes) == 1
-    pixel_values, has_image = _pixel_values(batch, "cpu")
+    pixel_values, has_image = pixel_values_of(batch, "cpu")
     with torch.no_grad():  # the same loss from separate passes: the answers' and the labels' own
         output = model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"], pixel_values=pixel_values,
                        has_image=has_image, prompt_lengths=batch["prompt_lengths"], output_hidden_states=True)

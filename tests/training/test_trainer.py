@@ -40,12 +40,16 @@ def test_stage_updates_exactly_its_parameters(tiny_data, tmp_path, stage):
     assert changed == expected
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    straight = Trainer(make_config(tiny_data, tmp_path / "a", steps=4, checkpoint_every=2))
+@pytest.mark.parametrize("stage, overrides", [
+    ("instruct", {}),
+    ("joint", {"trainable": ["channel_codec"], "pool_samples": 6, "pool_top_words": 3}),  # on a token pool
+])
+def test_resume_after_interruption_equals_uninterrupted_run(tiny_data, tmp_path, monkeypatch, stage, overrides):
+    straight = Trainer(make_config(tiny_data, tmp_path / "a", steps=4, checkpoint_every=2, **{stage: overrides}))
     straight.prepare()
-    reference, _ = straight.run_stage("instruct", straight.fresh_model(), resume=False)
+    reference, _ = straight.run_stage(stage, straight.fresh_model(), resume=False)
 
-    interrupted = Trainer(make_config(tiny_data, tmp_path / "b", steps=4, checkpoint_every=2))
+    interrupted = Trainer(make_config(tiny_data, tmp_path / "b", steps=4, checkpoint_every=2, **{stage: overrides}))
     interrupted.prepare()
     original_loss = Trainer._loss
     calls = {"n": 0}
@@ -58,13 +62,13 @@ def test_resume_after_interruption_equals_uninterrupted_run(tiny_data, tmp_path,
 
     monkeypatch.setattr(Trainer, "_loss", dying_loss)
     with pytest.raises(KeyboardInterrupt):
-        interrupted.run_stage("instruct", interrupted.fresh_model(), resume=False)
+        interrupted.run_stage(stage, interrupted.fresh_model(), resume=False)
     monkeypatch.setattr(Trainer, "_loss", original_loss)
-    checkpoint = interrupted.config.stage_dir("instruct") / "checkpoint"
+    checkpoint = interrupted.config.stage_dir(stage) / "checkpoint"
     assert checkpoint.is_dir()
     with pytest.raises(UserError, match="--resume"):
-        interrupted.run_stage("instruct", interrupted.fresh_model(), resume=False)
-    resumed, final = interrupted.run_stage("instruct", interrupted.fresh_model(), resume=True)
+        interrupted.run_stage(stage, interrupted.fresh_model(), resume=False)
+    resumed, final = interrupted.run_stage(stage, interrupted.fresh_model(), resume=True)
     assert not checkpoint.exists() and (final / "model.safetensors").is_file()
     log = list(csv.DictReader((tmp_path / "b" / "train_log.csv").open()))
     assert [int(r["step"]) for r in log] == [1, 2, 3, 4]  # nothing lost, nothing repeated
@@ -195,7 +199,7 @@ def test_joint_bs_target_is_the_token_the_bss_noise_free_head_picks(tiny_data, t
     token, -log p(argmax) <= -log p(label)); 'labels' then equals the noise-free CE."""
     import torch.nn.functional as F
 
-    from simulator.training.stages import _pixel_values, joint_loss, target_hidden_states
+    from simulator.training.stages import joint_loss, pixel_values_of, target_hidden_states
 
     trainer = Trainer(make_config(tiny_data, tmp_path, steps=1))
     trainer.prepare()
@@ -216,7 +220,7 @@ def test_joint_bs_target_is_the_token_the_bss_noise_free_head_picks(tiny_data, t
             return torch.ones(*x.shape[:-1], c, dtype=torch.complex64)
 
     with torch.no_grad():
-        hidden, targets = target_hidden_states(codec, batch, *_pixel_values(batch, "cpu"))
+        hidden, targets = target_hidden_states(codec, batch, *pixel_values_of(batch, "cpu"))
         logits = codec.logits(hidden).float()
         codec.channel_encoder = codec.channel_decoder = Wire()
         losses = {target: float(joint_loss(codec, batch, "awgn", 300.0, torch.Generator().manual_seed(1),
