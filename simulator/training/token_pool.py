@@ -66,10 +66,6 @@ class TokenPool:
         within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
         return first + within
 
-    def word_index(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Word ids ``[M]`` -> their positions in ``words`` (which must hold them)."""
-        return torch.searchsorted(self.words, tokens)
-
     def save(self, path: Path, settings: dict) -> None:
         """Write atomically as safetensors, ``settings`` (JSON-able) in the metadata."""
         from safetensors.torch import save
