@@ -49,6 +49,11 @@ class StepLog:
         self.started = self.window_start = time.perf_counter()
         self.window_samples = 0
 
+    def restart_window(self) -> None:
+        """Start the next ``samples_per_s`` window now (after set-up that belongs to the stage's wall
+        time, ``elapsed_s``, but not to its throughput)."""
+        self.window_start, self.window_samples = time.perf_counter(), 0
+
     def step(self, done: int, loss: float, lr: float, samples: int) -> None:
         """Record optimizer step ``done`` (1-based) that saw ``samples`` samples at mean ``loss``."""
         self.window_samples += samples

@@ -279,8 +279,9 @@ class Trainer:
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint", "rates") else ([], None)
-        self._pool = (self._token_pool(name, stage, model, collator, names, probabilities, groups)
-                      if stage.pool_samples else None)
+        if stage.pool_samples and not set(groups) <= {"channel_codec", "rate_codes"}:
+            raise UserError(f"stages.{name}.pool_samples needs the LLM, projector and vision encoder frozen "
+                            f"(trainable: [channel_codec] or [rate_codes]), but trainable is {groups}")
         # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
         # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
@@ -288,6 +289,9 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype is torch.float16 else None
         log = StepLog(log_path, LOG_COLUMNS, stage.steps, start, self.config.log_every, f"stage {name}", self.progress,
                       fixed={"stage": name}, write=self.rank == 0)
+        # Built after the log starts its clock, so the stage's wall time in the model card includes it.
+        self._pool = self._token_pool(name, stage, model, collator, names, probabilities) if stage.pool_samples else None
+        log.restart_window()
         samples = stage.batch_size * stage.grad_accum * self.world_size
 
         def step_loss(step: int) -> tuple[float, int]:
@@ -396,7 +400,7 @@ class Trainer:
                                             model.config.channel_rates or None, words)
         return loss + stage.noise_free_weight * pool.clean_ce[tokens].mean().to(self.device)
 
-    def _token_pool(self, name, stage, model, collator, task_names, probabilities, groups):
+    def _token_pool(self, name, stage, model, collator, task_names, probabilities):
         """The stage's :class:`~simulator.training.token_pool.TokenPool`: read from the stage folder when
         it was built from the same frozen weights, data and settings, else built (rank 0) and written."""
         import hashlib
@@ -404,9 +408,6 @@ class Trainer:
 
         from simulator.training.token_pool import TokenPool, build_token_pool
 
-        if not set(groups) <= {"channel_codec", "rate_codes"}:
-            raise UserError(f"stages.{name}.pool_samples needs the LLM, projector and vision encoder frozen "
-                            f"(trainable: [channel_codec] or [rate_codes]), but trainable is {groups}")
         digest = hashlib.sha256()
         for param_name, param in model.named_parameters():
             if not param.requires_grad:

@@ -130,3 +130,26 @@ def test_pool_refuses_a_stage_that_trains_the_llm(tiny_data, tmp_path):
 def test_pool_settings_are_checked_when_the_config_loads(tiny_data, tmp_path, stages, message):
     with pytest.raises(ValueError, match=message):
         make_config(tiny_data, tmp_path, **stages)
+
+
+def test_the_pools_build_time_counts_in_the_stages_wall_time(tiny_data, tmp_path, monkeypatch):
+    """The model card's stage time (``elapsed_s``) includes building the pool; throughput does not."""
+    import csv
+    import time
+
+    import simulator.training.token_pool as token_pool
+
+    original = token_pool.build_token_pool
+
+    def slow_build(*args, **kwargs):
+        time.sleep(1.0)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(token_pool, "build_token_pool", slow_build)
+    joint = {"trainable": ["channel_codec"], "pool_samples": 4}
+    trainer = Trainer(make_config(tiny_data, tmp_path, steps=2, checkpoint_every=100, joint=joint))
+    trainer.prepare()
+    trainer.run_stage("joint", trainer.fresh_model(), resume=False)
+    rows = [row for row in csv.DictReader((tmp_path / "train_log.csv").open()) if row["stage"] == "joint"]
+    assert float(rows[0]["elapsed_s"]) >= 1.0
+    assert float(rows[0]["samples_per_s"]) > 4 / 1.0  # 4 samples in well under the second of the build
