@@ -153,3 +153,21 @@ def test_the_pools_build_time_counts_in_the_stages_wall_time(tiny_data, tmp_path
     rows = [row for row in csv.DictReader((tmp_path / "train_log.csv").open()) if row["stage"] == "joint"]
     assert float(rows[0]["elapsed_s"]) >= 1.0
     assert float(rows[0]["samples_per_s"]) > 4 / 1.0  # 4 samples in well under the second of the build
+
+
+def test_word_coverage_script_sees_no_mass_outside_every_word_and_some_outside_fewer(tiny_data, tmp_path):
+    """scripts/pool_word_coverage.py: what the restricted softmax leaves out under the full head."""
+    from tests.conftest import load_script
+
+    script = load_script("pool_word_coverage")
+    _, codec, batches = _trainer_and_batches(tiny_data, tmp_path, count=2)
+    pool = build_token_pool(codec.eval(), batches, top_words=1)
+
+    pool.words = torch.arange(codec.lm_head.weight.shape[0])
+    (every,) = script.coverage(codec, pool, 100, [-10.0])
+    assert every["argmax_inside"] == 1.0 and every["mass_outside_mean"] == 0.0
+
+    pool.words = pool.targets.unique()  # fewer words than the head: at -10 dB noise spreads mass onto the rest
+    (fewer,) = script.coverage(codec, pool, 100, [-10.0])
+    assert 0.0 < fewer["mass_outside_mean"] <= fewer["mass_outside_p99"] <= 1.0
+    assert 0.0 <= fewer["argmax_inside"] <= 1.0
