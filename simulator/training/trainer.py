@@ -279,9 +279,6 @@ class Trainer:
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint", "rates") else ([], None)
-        if stage.pool_samples and not set(groups) <= {"channel_codec", "rate_codes"}:
-            raise UserError(f"stages.{name}.pool_samples needs the LLM, projector and vision encoder frozen "
-                            f"(trainable: [channel_codec] or [rate_codes]), but trainable is {groups}")
         # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
         # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
@@ -406,6 +403,8 @@ class Trainer:
         import hashlib
         import time
 
+        from tqdm import tqdm
+
         from simulator.training.token_pool import TokenPool, build_token_pool
 
         digest = hashlib.sha256()
@@ -425,7 +424,8 @@ class Trainer:
                       for start in range(0, stage.pool_samples, stage.batch_size)]
 
             def batches():
-                for index, count in enumerate(_tqdm_if(self.progress, counts, f"stage {name}: token pool")):
+                for index, count in enumerate(tqdm(counts, desc=f"stage {name}: token pool", leave=False,
+                                                   disable=not self.progress)):
                     generator = batch_generator(self.config.seed, f"{name}_pool", index)
                     picks = torch.multinomial(probabilities, count, replacement=True, generator=generator)
                     yield collator([data.sample(task_names[i], generator, stage.word_dropout, unk) for i in picks.tolist()])
@@ -515,15 +515,6 @@ def _draw_channel(stage, generator: torch.Generator) -> tuple[str, float]:
     low, high = stage.snr_db
     snr_db = low + (high - low) * float(torch.rand((), generator=generator))
     return stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))], snr_db
-
-
-def _tqdm_if(show: bool, items, description: str):
-    """``items`` behind a tqdm bar when ``show``."""
-    if not show:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=description, leave=False)
 
 
 def _right_align_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:

@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simulator.errors import UserError
 from simulator.training.stages import joint_channel_loss, joint_loss, pixel_values_of, target_hidden_states
 from simulator.training.token_pool import TokenPool, build_token_pool
 from simulator.training.trainer import POOL_FILE, Trainer
@@ -116,16 +115,12 @@ def test_joint_stage_on_a_pool_trains_the_channel_codec_and_reuses_the_pool(tiny
     assert path.stat().st_mtime_ns != stamp
 
 
-def test_pool_refuses_a_stage_that_trains_the_llm(tiny_data, tmp_path):
-    trainer = Trainer(make_config(tiny_data, tmp_path, steps=1, joint={"pool_samples": 4}))
-    trainer.prepare()
-    with pytest.raises(UserError, match=r"pool_samples needs the LLM, projector and vision encoder frozen"):
-        trainer.run_stage("joint", trainer.fresh_model(), resume=False)
-
-
 @pytest.mark.parametrize("stages, message", [
     ({"instruct": {"pool_samples": 8}}, "joint- and rates-stage settings"),
     ({"joint": {"pool_top_words": 8}}, "set pool_samples"),
+    # the stage's default trainable groups include projector and LoRA
+    ({"joint": {"pool_samples": 4}}, r"pool_samples needs the LLM, projector and vision encoder frozen"),
+    ({"joint": {"pool_samples": 4, "trainable": ["channel_codec", "lora"]}}, r"but trainable is \['channel_codec', 'lora'\]"),
 ])
 def test_pool_settings_are_checked_when_the_config_loads(tiny_data, tmp_path, stages, message):
     with pytest.raises(ValueError, match=message):
