@@ -21,8 +21,7 @@ def coverage(codec, pool, tokens: int, snr_dbs: list[float], channel: str = "awg
     outside them."""
     import torch
 
-    from channels.conventions import snr_db_to_no
-    from simulator.links import semantic_channel
+    from simulator.training.stages import decoded_through_channel
 
     generator = torch.Generator().manual_seed(0)
     rows = torch.randperm(pool.targets.numel(), generator=generator)[:tokens]
@@ -30,10 +29,9 @@ def coverage(codec, pool, tokens: int, snr_dbs: list[float], channel: str = "awg
     inside[pool.words] = True
     out = []
     with torch.no_grad():
-        symbols = codec.channel_encoder(pool.hidden[rows], None)
         for snr_db in snr_dbs:
-            received = semantic_channel(channel)(symbols.unsqueeze(1), snr_db_to_no(snr_db), generator).x_hat
-            probabilities = codec.logits(codec.channel_decoder(received.squeeze(1), None)).float().softmax(-1)
+            decoded = decoded_through_channel(codec, pool.hidden[rows], None, channel, snr_db, generator)
+            probabilities = codec.logits(decoded).float().softmax(-1)
             outside = (probabilities * ~inside).sum(-1)
             out.append({"snr_db": snr_db, "argmax_inside": float(inside[probabilities.argmax(-1)].float().mean()),
                         "mass_outside_mean": float(outside.mean()), "mass_outside_p99": float(outside.quantile(0.99))})
@@ -49,20 +47,27 @@ def main() -> None:
     parser.add_argument("--channel", default="awgn", choices=["awgn", "rayleigh"])
     args = parser.parse_args()
 
-    from safetensors.torch import load_file
-
-    from simulator.models.checkpoint import load_codec
+    from simulator.models.checkpoint import CheckpointError, load_codec
     from simulator.training.token_pool import TokenPool
 
-    codec = load_codec(args.checkpoint, "cpu").eval()
-    pool = TokenPool(**load_file(args.pool))
+    pool = TokenPool.load(args.pool, None)
+    if pool is None:
+        _fail(f"{args.pool} is not a readable token pool (a stage folder's token_pool.safetensors)")
     if pool.words is None:
-        print("error: the pool was built without pool_top_words: its softmax is the full head's", file=sys.stderr)
-        raise SystemExit(2)
+        _fail("the pool was built without pool_top_words: its softmax is the full head's")
+    try:
+        codec = load_codec(args.checkpoint, "cpu").eval()
+    except CheckpointError as err:
+        _fail(str(err))
     print(f"{min(args.tokens, pool.targets.numel())} tokens, {pool.words.numel()} words in the pool's softmax")
     for row in coverage(codec, pool, args.tokens, args.snr_db, args.channel):
         print(f"{args.channel} {row['snr_db']:5.1f} dB: argmax among the pool's words {row['argmax_inside']:.4f}, "
               f"mass outside them mean {row['mass_outside_mean']:.4f}, 99th percentile {row['mass_outside_p99']:.4f}")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":

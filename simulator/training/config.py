@@ -189,11 +189,10 @@ class TrainConfig(_Strict):
                                  "or a code of their own (short_codes: [...])")
             if name not in ("joint", "rates") and (stage.pool_samples or stage.pool_top_words):
                 raise ValueError(f"stage {name!r}: pool_samples and pool_top_words are joint- and rates-stage settings")
-            frozen_llm_groups = {"channel_codec", "rate_codes"}
-            if stage.pool_samples and not set(stage.trainable or DEFAULT_TRAINABLE[name]) <= frozen_llm_groups:
+            trainable = stage.trainable or DEFAULT_TRAINABLE[name]
+            if stage.pool_samples and not set(trainable) <= {"channel_codec", "rate_codes"}:
                 raise ValueError(f"stage {name!r}: pool_samples needs the LLM, projector and vision encoder frozen "
-                                 f"(trainable: [channel_codec] or [rate_codes]), but trainable is "
-                                 f"{stage.trainable or DEFAULT_TRAINABLE[name]}")
+                                 f"(trainable: [channel_codec] or [rate_codes]), but trainable is {trainable}")
             if stage.pool_top_words and not stage.pool_samples:
                 raise ValueError(f"stage {name!r}: pool_top_words restricts the softmax of a token pool: set pool_samples")
             if name != "rates" and stage.short_codes:

@@ -23,7 +23,7 @@ from simulator.training.data import to_pixel_values
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
            "instruction_loss", "grounding_columns", "grounding_loss", "object_count_targets",
            "object_count_loss", "target_hidden_states", "pixel_values_of", "joint_loss", "joint_channel_loss",
-           "set_channel_rates", "rate_code_loss", "rate_channel_loss"]
+           "set_channel_rates", "rate_code_loss", "rate_channel_loss", "decoded_through_channel"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec", "rate_codes")
 
@@ -371,15 +371,22 @@ def _random_rates(rates: list[int], count: int, generator: torch.Generator, devi
     return torch.tensor(rates, device=device)[choice.to(device)]
 
 
+def decoded_through_channel(model, token_hidden: torch.Tensor, token_rates: torch.Tensor | None, channel_name: str,
+                            snr_db: float, generator: torch.Generator) -> torch.Tensor:
+    """``token_hidden [N, d]`` sent at ``token_rates [N]`` (None: all ``c``) through the channel, one
+    fade per token, and read by the user's channel decoder: ``[N, d]``, the LM head's input."""
+    symbols = model.channel_encoder(token_hidden, token_rates)  # [N, c]
+    received = semantic_channel(channel_name)(symbols.unsqueeze(1), snr_db_to_no(snr_db), generator).x_hat.squeeze(1)
+    return model.channel_decoder(received, token_rates)
+
+
 def _channel_loss(model, token_hidden: torch.Tensor, token_targets: torch.Tensor, token_rates: torch.Tensor | None,
                   channel_name: str, snr_db: float, generator: torch.Generator,
                   words: torch.Tensor | None = None) -> torch.Tensor:
     """CE of ``token_hidden [N, d]`` sent at ``token_rates [N]`` (None: all ``c``) through the channel
     (one fade per token) and read by the user's channel decoder and LM head (over ``words`` only, if
     given: ascending ids that hold every target)."""
-    symbols = model.channel_encoder(token_hidden, token_rates)  # [N, c]
-    received = semantic_channel(channel_name)(symbols.unsqueeze(1), snr_db_to_no(snr_db), generator).x_hat.squeeze(1)
-    decoded = model.channel_decoder(received, token_rates)
+    decoded = decoded_through_channel(model, token_hidden, token_rates, channel_name, snr_db, generator)
     if words is None:
         return F.cross_entropy(model.logits(decoded).float(), token_targets)
     return F.cross_entropy(model.logits(decoded, words).float(), torch.searchsorted(words, token_targets))

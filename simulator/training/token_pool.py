@@ -74,16 +74,20 @@ class TokenPool:
         atomic_write_bytes(path, save(tensors, metadata={"settings": json.dumps(settings, sort_keys=True)}))
 
     @classmethod
-    def load(cls, path: Path, settings: dict) -> "TokenPool | None":
-        """The pool at ``path`` if it was built with ``settings``; None otherwise (or unreadable)."""
+    def load(cls, path: Path, settings: dict | None) -> "TokenPool | None":
+        """The pool at ``path`` if it was built with ``settings`` (None: whatever it was built with);
+        None otherwise, or when the file is unreadable or not a token pool."""
         from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), framework="pt") as handle:
-                if (handle.metadata() or {}).get("settings") != json.dumps(settings, sort_keys=True):
+                built_with = (handle.metadata() or {}).get("settings")
+                if settings is not None and built_with != json.dumps(settings, sort_keys=True):
                     return None
                 tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         except (OSError, SafetensorError):
+            return None
+        if not set(_TENSORS) - {"words"} <= tensors.keys() <= set(_TENSORS):
             return None
         return cls(**tensors)
 
@@ -98,9 +102,9 @@ def build_token_pool(model, batches: Iterable[dict], top_words: int = 0) -> Toke
     was_training = model.training
     model.eval()  # a fixed pool: no dropout (LoRA dropout, if set, would freeze one draw per sample)
     hidden, targets, bs_targets, clean_ce, lengths, candidates = [], [], [], [], [], []
+    device = model.channel_encoder.linear.weight.device
     try:
         for batch in batches:
-            device = model.channel_encoder.linear.weight.device
             pixel_values, has_image = pixel_values_of(batch, device)
             token_hidden, token_targets = target_hidden_states(model, batch, pixel_values, has_image)
             logits = model.logits(token_hidden).float()

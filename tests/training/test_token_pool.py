@@ -53,6 +53,11 @@ def test_pool_file_round_trip_and_settings_mismatch(tiny_data, tmp_path):
     for name in ("hidden", "targets", "bs_targets", "clean_ce", "starts", "words"):
         assert torch.equal(getattr(loaded, name), getattr(pool, name)), name
     assert TokenPool.load(path, {"seed": 1, "samples": 4}) is None
+    assert torch.equal(TokenPool.load(path, None).hidden, pool.hidden)  # None: whatever it was built with
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2)}, str(path))  # a safetensors file, not a pool
+    assert TokenPool.load(path, None) is None
     path.write_bytes(b"not a safetensors file")
     assert TokenPool.load(path, {"seed": 0, "samples": 4}) is None
 
@@ -166,3 +171,25 @@ def test_word_coverage_script_sees_no_mass_outside_every_word_and_some_outside_f
     (fewer,) = script.coverage(codec, pool, 100, [-10.0])
     assert 0.0 < fewer["mass_outside_mean"] <= fewer["mass_outside_p99"] <= 1.0
     assert 0.0 <= fewer["argmax_inside"] <= 1.0
+
+
+def test_word_coverage_script_rejects_bad_files_with_one_line_and_status_2(tiny_data, tmp_path, monkeypatch, capsys):
+    from tests.conftest import load_script
+
+    script = load_script("pool_word_coverage")
+    _, codec, batches = _trainer_and_batches(tiny_data, tmp_path, count=1)
+    full_head_pool, restricted_pool = tmp_path / "full.safetensors", tmp_path / "restricted.safetensors"
+    build_token_pool(codec, batches).save(full_head_pool, {})
+    build_token_pool(codec, batches, top_words=2).save(restricted_pool, {})
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    for checkpoint, pool, message in [
+        (tmp_path, tmp_path / "missing.safetensors", "is not a readable token pool"),
+        (tmp_path, tmp_path / "junk.safetensors", "is not a readable token pool"),
+        (tmp_path, full_head_pool, "built without pool_top_words"),
+        (tmp_path / "no_checkpoint", restricted_pool, "not found"),
+    ]:
+        monkeypatch.setattr("sys.argv", ["pool_word_coverage.py", str(checkpoint), str(pool)])
+        with pytest.raises(SystemExit) as exit_info:
+            script.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
