@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["CHECKPOINTS_DIR", "SHIPPED_CHECKPOINT", "SHIPPED_BASELINES", "SHIPPED_DATA_PRESET", "EVAL_DATA_SEED",
-           "CALIBRATION_DATA_SEED", "eval_set_dir", "ensure_eval_set", "default_eval_clevr_dir"]
+           "VALIDATION_DATA_SEED", "CALIBRATION_DATA_SEED", "SPLIT_DATA_SEEDS", "eval_set_dir", "ensure_eval_set",
+           "default_eval_clevr_dir"]
 
 #: Folder of the trained tiny checkpoints that ship with the package (put there by training).
 CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -20,10 +21,15 @@ SHIPPED_BASELINES = {"deepsc": CHECKPOINTS_DIR / "deepsc_tiny", "deepsc_vqa": CH
 #: The data preset (simulator.data.clevr_generator.PRESETS) the shipped codecs were trained on: what
 #: generated eval sets default to, so a scenario scores a codec on the statistics it learnt.
 SHIPPED_DATA_PRESET = "clevr_small"
-#: Test data is generated with a seed that training never uses.
+#: Test data is generated with a seed that training never uses (a training config with it is refused).
 EVAL_DATA_SEED = 12345
-#: Rate tables are calibrated on images neither training nor the test set uses.
-CALIBRATION_DATA_SEED = 24680
+#: Validation data: images neither training (seed 0) nor the test set uses. Every choice (recipe
+#: settings, rate tables, a baseline's tuning) is made on it; the test set only reports.
+VALIDATION_DATA_SEED = 24680
+#: Rate tables are calibrated on the validation images.
+CALIBRATION_DATA_SEED = VALIDATION_DATA_SEED
+#: The generator seed of each generated evaluation split.
+SPLIT_DATA_SEEDS = {"val": VALIDATION_DATA_SEED, "test": EVAL_DATA_SEED}
 
 
 def eval_set_dir(preset: str, seed: int, num_images: int) -> Path:
@@ -69,8 +75,13 @@ def ensure_eval_set(root: Path, seed: int, num_images: int, own_cache: bool = Tr
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def default_eval_clevr_dir(num_images: int = 300, preset: str = SHIPPED_DATA_PRESET) -> Path:
-    """A CLEVR-like test set of ``preset`` generated with :data:`EVAL_DATA_SEED` into the user cache (made once)."""
-    root = eval_set_dir(preset, EVAL_DATA_SEED, num_images)
-    ensure_eval_set(root, EVAL_DATA_SEED, num_images, preset=preset)
+def default_eval_clevr_dir(num_images: int = 300, preset: str = SHIPPED_DATA_PRESET, split: str = "test") -> Path:
+    """A CLEVR-like evaluation set of ``preset`` generated into the user cache (made once): ``split``
+    "test" with :data:`EVAL_DATA_SEED`, "val" with :data:`VALIDATION_DATA_SEED`. Either way the
+    folder's own split is ``test`` (the generator puts every image there)."""
+    if split not in SPLIT_DATA_SEEDS:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_DATA_SEEDS)}, got {split!r}")
+    seed = SPLIT_DATA_SEEDS[split]
+    root = eval_set_dir(preset, seed, num_images)
+    ensure_eval_set(root, seed, num_images, preset=preset)
     return root

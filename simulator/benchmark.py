@@ -17,7 +17,7 @@ import time
 
 import torch
 
-__all__ = ["matmul_flops_per_s", "copy_bytes_per_s", "PipelineBench", "TransmitterBench"]
+__all__ = ["matmul_flops_per_s", "copy_bytes_per_s", "PipelineBench", "TransmitterBench", "measure_training"]
 
 
 def _synchronize(device) -> None:
@@ -236,3 +236,48 @@ class TransmitterBench:
         row["samples_per_s"] = batch_size / row["seconds"]
         row["tokens_per_s"] = batch_size * self.max_new_tokens / row["seconds"]
         return row
+
+
+def measure_training(config, stages: list[str], steps: int, precisions=("fp32", "bf16"), warmup: int = 1) -> dict:
+    """Seconds per training sample of each of ``stages`` of a recipe (``config``, a
+    :class:`~simulator.training.config.TrainConfig`) at each precision: ``warmup + steps`` optimizer
+    steps of the stage from a fresh codec in a temporary run folder (data and weights as the recipe
+    says), the median per-step rate of the last ``steps`` (``log_every`` 1; validation, checkpoints
+    and token pools off). Returns ``{stage: {precision: {"s_per_sample", "s_per_step", "runs_as"}}}``
+    plus each stage's ``bf16_speedup`` where both ran."""
+    import csv
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    from simulator.device import resolve_device
+    from simulator.training.config import TrainConfig
+    from simulator.training.precision import describe
+    from simulator.training.trainer import Trainer
+
+    report: dict = {}
+    train_data = None
+    with tempfile.TemporaryDirectory(prefix="m4sc-bench-train-") as tmp:
+        for precision in precisions:
+            for name in stages:
+                data = config.model_dump()
+                stage = {**data["stages"][name], "steps": warmup + steps, "val_every": 0, "pool_samples": 0,
+                         "pool_top_words": 0}
+                out = Path(tmp) / f"{precision}-{name}"
+                data.update(precision=precision, out_dir=str(out), log_every=1, checkpoint_every=10**6,
+                            stages={name: stage}, init_checkpoint=None)
+                trainer = Trainer(TrainConfig.model_validate(data))
+                if train_data is None:
+                    trainer.prepare()
+                    train_data = trainer.train_data
+                trainer.train_data = train_data
+                trainer.run_stage(name, trainer.fresh_model(), resume=False)
+                rates = [float(row["samples_per_s"]) for row in csv.DictReader((out / "train_log.csv").open())][warmup:]
+                per_sample = 1.0 / statistics.median(rates)
+                report.setdefault(name, {})[precision] = {
+                    "s_per_sample": round(per_sample, 4), "s_per_step": round(per_sample * stage["batch_size"], 3),
+                    "runs_as": describe(precision, resolve_device(config.device))}
+    for row in report.values():
+        if "fp32" in row and "bf16" in row:
+            row["bf16_speedup"] = round(row["fp32"]["s_per_sample"] / row["bf16"]["s_per_sample"], 2)
+    return report

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from simulator.assets import SHIPPED_CHECKPOINT as DEFAULT_CHECKPOINT
-from simulator.assets import SHIPPED_DATA_PRESET, default_eval_clevr_dir
+from simulator.assets import SHIPPED_DATA_PRESET, SPLIT_DATA_SEEDS, default_eval_clevr_dir
 from simulator.errors import UserError
 from simulator.links import semantic_channel
 
@@ -51,8 +51,10 @@ class EvalSample:
 def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None = None, split: str = "test",
                       text_dir: str | Path | None = None, subset: str = "sentences",
                       preset: str = SHIPPED_DATA_PRESET) -> list[EvalSample]:
-    """The first ``num_samples`` samples of ``task`` from a CLEVR-layout folder (None: the generated
-    eval set of ``preset``) or a sentiment corpus."""
+    """The first ``num_samples`` samples of ``task`` from split ``split`` of a CLEVR-layout folder or a
+    sentiment corpus. Without a folder (``data_dir`` None) the images are the generated evaluation set
+    of ``preset`` for ``split`` ("val" or "test": each has a generator seed of its own,
+    :data:`~simulator.assets.SPLIT_DATA_SEEDS`)."""
     from simulator.data.loaders import ClevrCaptionDataset, ClevrVQADataset, SentimentCorpusDataset
 
     if task == "classify":
@@ -61,7 +63,12 @@ def load_eval_samples(task: str, num_samples: int, data_dir: str | Path | None =
         root = Path(text_dir) if text_dir else Path(DEFAULT_TEXT_DIR).expanduser()
         corpus = SentimentCorpusDataset(root, split, subset)
         return [EvalSample("classify", s["text"], [s["label"]]) for s in corpus.samples[:num_samples]]
-    root = Path(data_dir) if data_dir else default_eval_clevr_dir(preset=preset)
+    if data_dir:
+        root = Path(data_dir)
+    else:
+        if split not in SPLIT_DATA_SEEDS:
+            raise UserError(f"split {split!r}: the generated evaluation sets are {' and '.join(SPLIT_DATA_SEEDS)}")
+        root, split = default_eval_clevr_dir(preset=preset, split=split), "test"
     if task == "vqa":
         dataset = ClevrVQADataset(root, split)
         answered = [i for i, q in enumerate(dataset.questions) if q.get("answer") is not None][:num_samples]

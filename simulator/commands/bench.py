@@ -47,6 +47,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="transmitter section: weight dtype (auto: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--batch-sizes", default="1,8,64", help="transmitter section: comma-separated (default 1,8,64)")
+    parser.add_argument("--training", default=None, metavar="RECIPE",
+                        help="only the training cost of a recipe: seconds per sample of each stage in fp32 and bf16")
+    parser.add_argument("--stages", default=None, help="with --training: comma-separated stages (default: all but "
+                        "joint and rates, whose cost is the token pool's or the channel codec's)")
+    parser.add_argument("--steps", type=int, default=5, help="with --training: timed steps per stage after one "
+                        "warm-up step (default 5)")
 
 
 def measure_help_seconds(repeats: int = 3) -> float:
@@ -188,6 +194,8 @@ def main(args) -> int:
     from simulator.device import resolve_device
 
     device = resolve_device(args.device, "--device")
+    if args.training:
+        return _training(args)
     if args.transmitter:
         import torch
 
@@ -241,4 +249,30 @@ def main(args) -> int:
         print(f"  {name:<10} {row['symbols_per_s'] / 1e6:8.2f} M complex symbols/s")
     if "help_s" in report:
         print(f"python -m simulator --help: {report['help_s']:.2f} s")
+    return 0
+
+
+def _training(args) -> int:
+    from simulator.benchmark import measure_training
+    from simulator.config_io import load_yaml_config
+    from simulator.errors import UserError
+    from simulator.training.config import TrainConfig
+
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    config = load_yaml_config(args.training, TrainConfig, [])
+    present = config.stage_names("all")
+    stages = args.stages.split(",") if args.stages else [s for s in present if s not in ("joint", "rates")]
+    unknown = [s for s in stages if s not in present]
+    if unknown:
+        raise UserError(f"--stages: {unknown[0]!r} is not a stage of {args.training} (has {', '.join(present)})")
+    report = {"training": measure_training(config, stages, args.steps)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"training cost of {args.training}, {args.steps} timed steps per stage (s per sample):")
+    print(f"  {'stage':<10} {'fp32':>8} {'bf16':>8} {'speed-up':>9}  bf16 runs as")
+    for name, row in report["training"].items():
+        print(f"  {name:<10} {row['fp32']['s_per_sample']:8.4f} {row['bf16']['s_per_sample']:8.4f} "
+              f"{row.get('bf16_speedup', float('nan')):8.2f}x  {row['bf16']['runs_as']}")
     return 0

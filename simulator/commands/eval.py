@@ -34,12 +34,14 @@ def add_arguments(parser) -> None:
                              "as model.quantize in a scenario")
     parser.add_argument("--rate", type=int, default=None, metavar="K",
                         help="send each token as the first K of its c symbols (a codec trained with several rates)")
-    parser.add_argument("--data", default=None,
-                        help="CLEVR-layout folder (default: a test set of --preset generated with seed 12345 in ~/.cache/m4sc)")
+    parser.add_argument("--split", default="val", choices=("val", "test"),
+                        help="val (default): validation data, for every choice; test: the test set, to report. "
+                             "Without --data the images are generated in ~/.cache/m4sc with seed 24680 (val) or "
+                             "12345 (test); the sentences are the corpus' val or test split")
+    parser.add_argument("--data", default=None, help="CLEVR-layout folder: its --split split (default: the generated set)")
     parser.add_argument("--preset", default=None, choices=("clevr", "clevr_small"),
-                        help="statistics of the generated test set (default: those the shipped codec was trained on)")
+                        help="statistics of the generated set (default: those the shipped codec was trained on)")
     parser.add_argument("--text-data", default=None, help="sentiment corpus folder (default: ~/.cache/m4sc/text)")
-    parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the channel draws")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or auto (CUDA when present)")
@@ -84,12 +86,14 @@ def main(args) -> int:
         samples = with_other_images(samples)
     rows = evaluate(model, samples, args.channel, list(args.snr_db), seed=args.seed, batch_size=args.batch_size,
                     rate=args.rate)
+    for row in rows:
+        row["split"] = args.split
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     metric = "accuracy" if args.task != "caption" else "bleu4"
     swapped = " (each with another scene's image)" if args.wrong_image else ""
-    print(f"{args.task} on {len(samples)} samples{swapped}, checkpoint {path}")
+    print(f"{args.task} on {len(samples)} {args.split} samples{swapped}, checkpoint {path}")
     print(f"{'channel':>9} {'snr_db':>7} {metric:>9} {metric + '_noiseless':>19} {'symbols/sample':>15}")
     for row in rows:
         snr = 'inf' if row['snr_db'] is None else row['snr_db']

@@ -13,7 +13,7 @@ __all__ = ["add_arguments", "main"]
 def add_arguments(parser) -> None:
     parser.add_argument("config", help="training YAML (e.g. scenarios/train_tiny.yaml)")
     parser.add_argument("--stage", default="all",
-                        help="all (default), a stage number 0-3, or a stage name (vision, lm, align, instruct, joint, rates)")
+                        help="all (default), a stage number 0-3, or a stage name (vision, lm, anchor, align, instruct, joint, rates)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted stage from its last checkpoint")
     parser.add_argument("--out", default=None, help="run folder (overrides out_dir)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

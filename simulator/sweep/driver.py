@@ -85,7 +85,7 @@ def run_sweep(plan: SweepPlan, *, use_ray: bool, address: str | None = None, res
             points.append({"point_id": point.point_id, "grid": point.grid_values,
                            "status": saved.get("status", "pending"), "wall_s": saved.get("wall_s"),
                            "error": saved.get("error"), "resumed": point.point_id in skipped_ids})
-        manifest.update(status=status, rows=rows, wall_time_s=round(time.time() - started, 3),
+        manifest.update(status=status, rows=rows, wall_time_s=round(time.time() - started, 3), codecs=_codecs(plan),
                         points_ok=sum(p["status"] == "ok" for p in points),
                         points_error=sum(p["status"] == "error" for p in points),
                         points_ran=len(records), points=points)
@@ -127,3 +127,16 @@ def run_sweep(plan: SweepPlan, *, use_ray: bool, address: str | None = None, res
         manifest["status"] = "incomplete"
         directory.write_manifest(manifest)
     return manifest
+
+
+def _codecs(plan) -> list[dict]:
+    """The distinct codecs the finished points ran (checkpoint, its SHA-256, profile, base-LLM
+    provenance), each with the systems that used it: from the points' records, resumed ones included."""
+    found: dict[tuple, dict] = {}
+    for point in plan.points:
+        saved = plan.directory.status(point.point_id) or {}
+        for system, record in (saved.get("codecs") or {}).items():
+            entry = found.setdefault((record["checkpoint"], record["checkpoint_sha256"]), {**record, "systems": []})
+            if system not in entry["systems"]:
+                entry["systems"].append(system)
+    return list(found.values())

@@ -56,7 +56,11 @@ def _run_scenario(base: str, overrides: list[str]) -> tuple[list[dict], dict]:
     for results in runner.run():
         for result in results:
             rows += setup.rows(result)
-    info = {"checkpoint": str(setup.checkpoint), "tasks_per_point": runner.tasks_per_run}
+    manifest = setup.manifest()
+    # Each codec's checkpoint hash and base-LLM provenance, as run's manifest records them.
+    codecs = {"m4sc": {key: manifest[key] for key in ("checkpoint", "checkpoint_sha256", "codec_profile", "codec_llm")},
+              **manifest["codecs"]}
+    info = {"checkpoint": str(setup.checkpoint), "tasks_per_point": runner.tasks_per_run, "codecs": codecs}
     return rows, info
 
 

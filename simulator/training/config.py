@@ -9,6 +9,8 @@ Stages run in this order, each starting from the previous one's result:
                    (tiny profile only: no pretrained SigLIP installs offline)
  1     lm          the whole LLM, next-token loss on the task texts (tiny profile only: no
                    pretrained LLM installs offline)
+ 1     anchor      projector only; object tokens pulled towards the LLM's embeddings of the object's
+                   words (objects as visual tokens; no LLM pass; simulator.training.anchor)
  1     align       projector only; captioning loss (vision encoder and LLM frozen)
  2     instruct    projector + LoRA; captioning + VQA + text classification mixed, one template
  3     joint       projector + LoRA + channel encoder/decoder; the same tasks through a channel
@@ -28,20 +30,23 @@ from pydantic import Field, field_validator, model_validator
 from simulator.config_io import StrictModel
 
 __all__ = ["StageConfig", "DataConfig", "TrainConfig", "STAGE_ORDER", "STAGE_NUMBERS", "DEFAULT_TRAINABLE",
-           "instruct_codec_conflict"]
+           "ANCHOR_TOKENS", "instruct_codec_conflict"]
 
-STAGE_ORDER = ("vision", "lm", "align", "instruct", "joint", "rates")
-STAGE_NUMBERS = {"vision": 0, "lm": 1, "align": 1, "instruct": 2, "joint": 3, "rates": 3}
+STAGE_ORDER = ("vision", "lm", "anchor", "align", "instruct", "joint", "rates")
+STAGE_NUMBERS = {"vision": 0, "lm": 1, "anchor": 1, "align": 1, "instruct": 2, "joint": 3, "rates": 3}
 # Parameter groups per stage (see simulator.training.stages.PARAMETER_GROUPS).
 DEFAULT_TRAINABLE = {
     "vision": ["vision", "siglip_text"],
     "lm": ["llm_base"],
+    "anchor": ["projector"],
     "align": ["projector"],
     "instruct": ["projector", "lora"],
     "joint": ["projector", "lora", "channel_codec"],
     "rates": ["rate_codes"],
 }
 TASKS = ("vqa", "caption", "classify")
+#: Stage anchor's tokens per object: one (the mean of the object's four words) or four (a word each).
+ANCHOR_TOKENS = (1, 4)
 
 
 _Strict = StrictModel
@@ -90,6 +95,11 @@ class StageConfig(_Strict):
                                 "attribute word of a prompt says how many of the image's objects have its value)")
     count_layer: int | None = Field(default=None, ge=1, description="instruct: LLM layer whose output the object-count "
                                     "loss reads (default: the middle one, half the layers rounded down)")
+    val_every: int = Field(default=0, ge=0, description="every this many steps and at the stage's last, score the "
+                           "codec on val_samples validation samples of each of val_tasks into val_log.csv (the "
+                           "learning curve; simulator.training.validation); 0: never")
+    val_samples: int = Field(default=200, ge=1, description="validation samples per task and scoring")
+    val_tasks: list[Literal["vqa", "caption", "classify"]] = Field(default_factory=lambda: ["vqa"], min_length=1)
     word_dropout: float = Field(default=0.0, ge=0, lt=1, description="lm, instruct, joint: probability that each "
                                 "word of a training classification text is replaced by <unk> (a regulariser against "
                                 "memorising the few labelled sentences)")
@@ -197,7 +207,7 @@ class TrainConfig(_Strict):
                 raise ValueError(f"stage {name!r}: pool_top_words restricts the softmax of a token pool: set pool_samples")
             if name != "rates" and stage.short_codes:
                 raise ValueError(f"stage {name!r}: short_codes is a rates-stage setting")
-            if name in ("vision", "align") and stage.word_dropout > 0:
+            if name in ("vision", "anchor", "align") and stage.word_dropout > 0:
                 raise ValueError(f"stage {name!r} reads no classification texts; word_dropout is for lm, instruct "
                                  "and joint")
         return stages
@@ -216,6 +226,28 @@ class TrainConfig(_Strict):
             self.codec_config()
         except (TypeError, ValueError) as err:
             raise ValueError(f"codec: {err}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _anchor_fits_the_codec(self) -> "TrainConfig":
+        if "anchor" not in self.stages:
+            return self
+        codec = self.codec_config()
+        if codec.visual_tokens != "objects" or codec.ignore_images:
+            raise ValueError("stage 'anchor' pulls object tokens towards words: it needs codec.visual_tokens 'objects' "
+                             "and the images (codec.ignore_images false)")
+        if codec.tokens_per_object not in ANCHOR_TOKENS:
+            raise ValueError(f"stage 'anchor' has targets for codec.tokens_per_object "
+                             f"{' or '.join(map(str, ANCHOR_TOKENS))}, not {codec.tokens_per_object}")
+        return self
+
+    @model_validator(mode="after")
+    def _test_data_never_trains(self) -> "TrainConfig":
+        from simulator.assets import EVAL_DATA_SEED
+
+        if self.data.generator_seed == EVAL_DATA_SEED:
+            raise ValueError(f"data.generator_seed {EVAL_DATA_SEED} makes the test set (simulator.assets.EVAL_DATA_SEED): "
+                             "training on it would score the codec on data it learnt from; use another seed")
         return self
 
     @model_validator(mode="after")

@@ -114,6 +114,13 @@ class TaskData:
         out += [t for t, _ in self.classify] + [label for _, label in self.classify]
         return out
 
+    def sample_mixture(self, task_names: list[str], probabilities: torch.Tensor, count: int,
+                       generator: torch.Generator, word_dropout: float = 0.0, unk: str = "<unk>") -> list[dict]:
+        """``count`` examples, each of a task drawn by ``probabilities`` over ``task_names`` (see
+        :func:`task_weights`): the tasks first, then each example (:meth:`sample`)."""
+        picks = torch.multinomial(probabilities, count, replacement=True, generator=generator)
+        return [self.sample(task_names[i], generator, word_dropout, unk) for i in picks.tolist()]
+
     def sample(self, task: str, generator: torch.Generator, word_dropout: float = 0.0, unk: str = "<unk>") -> dict:
         """One random example of ``task`` as a collator example (``image`` is uint8 or None).
 

@@ -86,12 +86,14 @@ def cosine_lr(step: int, schedule) -> float:
 
 def fit(optimizer: torch.optim.Optimizer, params: list, schedule, start: int,
         step_loss: Callable[[int], tuple[float, int]], log: StepLog, checkpoint_every: int,
-        save_checkpoint: Callable[[int], None], scaler=None, reduce: Callable[[float], float] | None = None) -> None:
+        save_checkpoint: Callable[[int], None], scaler=None, reduce: Callable[[float], float] | None = None,
+        after_step: Callable[[int], None] | None = None) -> None:
     """Optimizer steps ``start .. schedule.steps - 1``: the learning rate ``schedule.lr x``
     :func:`cosine_lr`; ``step_loss(step)`` runs the step's forward and backward passes and returns
     ``(loss, samples)``; ``reduce(loss)`` (distributed runs) averages the gradients and the loss over
     processes; gradients clipped at norm 1; the optimizer step (through ``scaler`` with fp16); the
-    log row; ``save_checkpoint(steps_done)`` every ``checkpoint_every`` steps before the last."""
+    log row; ``after_step(steps_done)`` (e.g. a validation score); ``save_checkpoint(steps_done)`` every
+    ``checkpoint_every`` steps before the last."""
     for step in range(start, schedule.steps):
         lr = schedule.lr * cosine_lr(step, schedule)
         for group in optimizer.param_groups:
@@ -110,6 +112,8 @@ def fit(optimizer: torch.optim.Optimizer, params: list, schedule, start: int,
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         log.step(done, loss, lr, samples)
+        if after_step is not None:
+            after_step(done)
         if done % checkpoint_every == 0 and done < schedule.steps:
             save_checkpoint(done)
     log.close()

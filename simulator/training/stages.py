@@ -22,12 +22,11 @@ from simulator.training.data import to_pixel_values
 
 __all__ = ["PARAMETER_GROUPS", "SiglipTextTower", "set_trainable", "siglip_loss", "lm_loss",
            "instruction_loss", "grounding_columns", "grounding_loss", "object_count_targets",
-           "object_count_loss", "target_hidden_states", "pixel_values_of", "joint_loss", "joint_channel_loss",
-           "set_channel_rates", "rate_code_loss", "rate_channel_loss", "decoded_through_channel"]
+           "object_count_head", "count_layer", "object_count_loss", "target_hidden_states", "pixel_values_of", "joint_loss", "joint_channel_loss",
+           "set_channel_rates", "rate_code_loss", "rate_channel_loss", "decoded_through_channel", "draw_channel",
+           "right_align_padding"]
 
 PARAMETER_GROUPS = ("vision", "siglip_text", "projector", "llm_base", "lora", "channel_codec", "rate_codes")
-
-
 
 
 class SiglipTextTower(nn.Module):
@@ -200,11 +199,32 @@ def object_count_targets(model, word_attributes: torch.Tensor, batch: dict, feat
             & has_image.to(device)[:, None])
     said = values.gather(-1, attribute.clamp(min=0).unsqueeze(1).expand(-1, num_slots, -1))  # [B, K, L]
     counts = ((said == value.unsqueeze(1)) & found.unsqueeze(-1)).sum(1)  # [B, L]
-    # A text token's column in the spliced sequence: K further on where the visual slots precede it.
+    # A text token's column in the spliced sequence: the visual tokens' count further on where they precede it.
     image_start = model.image_columns(ids, has_image.to(device), prompt_lengths)
-    shifted = columns + num_slots * (columns >= image_start[:, None]).long()
+    shifted = columns + num_slots * model.config.tokens_per_object * (columns >= image_start[:, None]).long()
     rows, words = used.nonzero(as_tuple=True)
     return rows, shifted[rows, words], counts[rows, words]
+
+
+def object_count_head(model, seed: int) -> tuple[nn.Module, torch.Tensor]:
+    """Stage 2's training-only head of :func:`object_count_loss` (``[..., d] -> [..., max_objects + 1]``,
+    initialised from ``seed``; kept in the stage's checkpoints, not in the codec) and the word table
+    it reads (:func:`~simulator.models.objects.word_attribute_table`), both on the model's device.
+    ValueError when the tokenizer names no attribute value as one word."""
+    from simulator.models.objects import word_attribute_table
+
+    device = model.channel_encoder.linear.weight.device
+    words = word_attribute_table(model.tokenizer, model.base_llm.get_input_embeddings().num_embeddings).to(device)
+    if not (words[:, 0] >= 0).any():
+        raise ValueError("count_weight > 0 but the tokenizer has no colour, shape, size or material word")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(model.config.hidden_size, model.config.max_objects + 1).to(device), words
+
+
+def count_layer(model, stage) -> int:
+    """The LLM layer the object-count loss reads: ``stage.count_layer``, else the middle one."""
+    return stage.count_layer or max(1, int(model.base_llm.config.num_hidden_layers) // 2)
 
 
 def object_count_loss(hidden: torch.Tensor, count_head: nn.Module, rows: torch.Tensor, columns: torch.Tensor,
@@ -390,3 +410,16 @@ def _channel_loss(model, token_hidden: torch.Tensor, token_targets: torch.Tensor
     if words is None:
         return F.cross_entropy(model.logits(decoded).float(), token_targets)
     return F.cross_entropy(model.logits(decoded, words).float(), torch.searchsorted(words, token_targets))
+
+
+def draw_channel(stage, generator: torch.Generator) -> tuple[str, float]:
+    """A stage-3 batch's channel and SNR (dB): uniform over ``stage.snr_db``, then one of ``stage.channels``."""
+    low, high = stage.snr_db
+    snr_db = low + (high - low) * float(torch.rand((), generator=generator))
+    return stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))], snr_db
+
+
+def right_align_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Move left padding to the right: ``[pad pad a b]`` -> ``[a b pad pad]`` (SigLIP pools the last position)."""
+    order = torch.argsort((ids == pad_id).to(torch.int8), dim=1, stable=True)
+    return torch.gather(ids, 1, order)

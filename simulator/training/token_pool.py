@@ -18,7 +18,10 @@ after the channel shows up in the scores.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from simulator.files import atomic_write_bytes
+from simulator.training.distributed import barrier
 
-__all__ = ["TokenPool", "build_token_pool"]
+__all__ = ["TokenPool", "build_token_pool", "frozen_parameters_sha256", "stage_token_pool"]
+
+POOL_FILE = "token_pool.safetensors"
+
+logger = logging.getLogger(__name__)
 
 _TENSORS = ("hidden", "targets", "bs_targets", "clean_ce", "starts", "words")
 
@@ -133,3 +141,54 @@ def _tokens_per_sample(batch: dict) -> list[int]:
     from simulator.data.collate import IGNORE_INDEX
 
     return (batch["labels"] != IGNORE_INDEX).sum(1).tolist()
+
+
+def frozen_parameters_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over the names and fp32 values of ``model``'s frozen parameters (what a pool depends on)."""
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def stage_token_pool(trainer, name: str, stage, model, collator, task_names: list[str],
+                     probabilities: torch.Tensor, autocast: torch.dtype | None = None) -> TokenPool:
+    """Stage ``name``'s pool for ``trainer`` (a :class:`~simulator.training.trainer.Trainer`): read
+    from the stage folder when it was built from the same frozen weights, data, settings and
+    ``autocast`` dtype, else built (rank 0) under that autocast and written there."""
+    from tqdm import tqdm
+
+    from simulator.training.data import batch_generator
+
+    config = trainer.config
+    settings = {"frozen_sha256": frozen_parameters_sha256(model), "seed": config.seed, "stage": name,
+                "samples": stage.pool_samples, "top_words": stage.pool_top_words, "batch_size": stage.batch_size,
+                "tasks": stage.tasks, "word_dropout": stage.word_dropout, "data": config.data.model_dump(),
+                "max_prompt_tokens": config.max_prompt_tokens, "instructions": model.config.instructions}
+    if autocast is not None:  # pools built in fp32 keep the settings (and so the files) they had before
+        settings["autocast"] = str(autocast).removeprefix("torch.")
+    path = config.stage_dir(name) / POOL_FILE
+    pool = TokenPool.load(path, settings) if path.is_file() else None
+    if pool is None and trainer.rank == 0:
+        data, unk = trainer.train_data, model.tokenizer.unk_token
+        counts = [min(stage.batch_size, stage.pool_samples - start) for start in range(0, stage.pool_samples, stage.batch_size)]
+
+        def batches():
+            for index, count in enumerate(tqdm(counts, desc=f"stage {name}: token pool", leave=False,
+                                               disable=not trainer.progress)):
+                generator = batch_generator(config.seed, f"{name}_pool", index)
+                yield collator(data.sample_mixture(task_names, probabilities, count, generator, stage.word_dropout, unk))
+
+        began = time.perf_counter()
+        device_type = trainer.device.type
+        with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            pool = build_token_pool(model, batches(), stage.pool_top_words)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pool.save(path, settings)
+        logger.info("stage %s: token pool of %d samples (%d tokens, %s words) in %.0f s: %s", name, pool.num_samples,
+                    pool.targets.numel(), "all" if pool.words is None else pool.words.numel(),
+                    time.perf_counter() - began, path)
+    barrier()
+    return pool if pool is not None else TokenPool.load(path, settings)

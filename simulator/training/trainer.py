@@ -8,7 +8,8 @@ Folder layout of a run (``out_dir``)::
     stage<N>_<name>/checkpoint/      latest checkpoint of an unfinished stage (codec + trainer_state.pt)
     stage<N>_<name>/final/           the stage's result, the next stage's start
     stage3_<name>/token_pool.safetensors   the cached hidden states of ``pool_samples`` (reused while
-                                     the frozen weights, data and pool settings are the same)
+                                     the frozen weights, data and pool settings are the same;
+                                     simulator.training.token_pool)
     final/                           the last stage's codec: what ``eval`` and scenarios load
 """
 
@@ -24,10 +25,13 @@ from simulator.data.collate import InstructionCollator
 from simulator.device import resolve_device
 from simulator.errors import UserError
 from simulator.files import write_dir_atomically
-from simulator.models.checkpoint import load_codec, load_tokenizer, load_weights, save_codec
+from simulator.models.checkpoint import load_codec, load_tokenizer, save_codec
 from simulator.models.pretrained import PretrainedModelError, resolve_llm_path
+from simulator.training import precision
 from simulator.training import stages as stage_fns
+from simulator.training.anchor import anchor_loss, attribute_word_embeddings
 from simulator.training.config import DEFAULT_TRAINABLE, TrainConfig, instruct_codec_conflict
+from simulator.training.data_checks import data_report, stage_fallbacks
 from simulator.training.distributed import average_gradients, barrier, process_group
 from simulator.training.warm_start import architecture_keys, copy_vision
 from simulator.training.data import (
@@ -36,15 +40,17 @@ from simulator.training.data import (
     ensure_data,
     load_task_data,
     task_weights,
+    to_pixel_values,
 )
 from simulator.training.loop import StepLog, fit
+from simulator.training.stage_checkpoint import load_stage_checkpoint, save_stage_checkpoint
+from simulator.training.token_pool import stage_token_pool
+from simulator.training.validation import ValidationCurve
 
 __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.pt"
-POOL_FILE = "token_pool.safetensors"
 TOWER_FILE = "siglip_text_tower.safetensors"
 LOG_COLUMNS = ("stage", "step", "loss", "lr", "samples_per_s", "elapsed_s")
 
@@ -66,6 +72,8 @@ class Trainer:
         self.train_data: TaskData | None = None
         self._image_texts: list[tuple[int, list[str]]] | None = None
         self._patch_target_cache: torch.Tensor | None = None
+        self._image_patch_target_cache: torch.Tensor | None = None
+        self._word_tables: list[torch.Tensor] | None = None
         self._count_head: torch.nn.Module | None = None
         self._word_attributes: torch.Tensor | None = None
         self._pool = None
@@ -86,40 +94,12 @@ class Trainer:
         self.train_data = load_task_data(self.config.data, "train", referred=grounded)
 
     def fallbacks(self, name: str) -> list[str]:
-        """What stage ``name`` does instead where the training data lacks a part it uses, one
-        sentence each (logged at the stage's start and recorded in the model card). Raises
-        UserError when the stage has nothing to train on."""
-        data, stage, folder = self.train_data, self.config.stages[name], self.config.data.clevr_dir
-        notes = []
-        if name in ("vision", "align") and not data.captions:
-            if not data.vqa:
-                raise UserError(f"stage {name}: {folder} has neither captions nor answered questions for the train split")
-            notes.append("stage vision: no captions, so the SigLIP texts are each image's questions followed by their answers"
-                         if name == "vision" else "stage align: no captions, so it aligns on the question/answer pairs instead")
-        if name == "vision" and stage.object_weight > 0 and data.objects is None:
-            notes.append(f"stage vision: no scene files, so the scene-graph loss (object_weight {stage.object_weight:g}) "
-                         "is left out")
-        if name == "lm" and not any(data.task_sizes().values()):
-            raise UserError(f"stage lm: no texts to learn from in {folder} or the sentiment corpus")
-        if name == "lm" and not data.captions:
-            notes.append("stage lm: no captions, so the language model learns from the other task texts only")
-        if name in ("instruct", "joint", "rates"):
-            sizes = data.task_sizes()
-            dropped = [task for task, weight in stage.tasks.items() if weight > 0 and not sizes[task]]
-            if dropped:
-                notes.append(f"stage {name}: no {' or '.join(dropped)} data, so the task mixture leaves it out")
-        return notes
+        """:func:`~simulator.training.data_checks.stage_fallbacks` of this run's training data."""
+        return stage_fallbacks(self.config, self.train_data, name)
 
     def data_report(self) -> dict:
-        """What the run trained on, for the model card: the folder, its train-split counts, the parts
-        it lacks (see ``TaskData.missing``) and every stage's fallbacks."""
-        from simulator.data.clevr_generator import is_generated
-
-        data = self.train_data
-        return {"clevr_dir": self.config.data.clevr_dir, "generated": is_generated(self.config.data.clevr_dir),
-                "train_images": len(data.images), "train_questions": len(data.vqa),
-                "captioned_images": len(data.captions), "missing": list(data.missing),
-                "fallbacks": [note for name in self.config.stage_names("all") for note in self.fallbacks(name)]}
+        """:func:`~simulator.training.data_checks.data_report` of this run (for the model card)."""
+        return data_report(self.config, self.train_data)
 
     def tokenizer(self):
         """The run's tokenizer: a pretrained LLM's own, or trained on the training texts once, then reused."""
@@ -231,7 +211,8 @@ class Trainer:
 
     # Scalar settings that fix the codec's modules or shapes: a later stage starts from the previous
     # stage's codec, so a different value here would be silently ignored.
-    ARCHITECTURE_KEYS = ("visual_tokens", "max_objects", "object_attributes", "channel_symbols_per_token")
+    ARCHITECTURE_KEYS = ("visual_tokens", "max_objects", "object_attributes", "tokens_per_object",
+                         "channel_symbols_per_token")
 
     def _check_architecture(self, loaded, folder: Path) -> None:
         for key in self.ARCHITECTURE_KEYS:
@@ -263,7 +244,12 @@ class Trainer:
             raise UserError(f"stages.{name}.rates: {err}") from None
         if name == "instruct" and (conflict := instruct_codec_conflict(stage, model.config)):
             raise UserError(f"stage instruct: {conflict}")
-        self._count_head = self._object_count_head(model) if name == "instruct" and stage.count_weight > 0 else None
+        self._count_head = None
+        if name == "instruct" and stage.count_weight > 0:
+            try:
+                self._count_head, self._word_attributes = stage_fns.object_count_head(model, self.config.seed)
+            except ValueError as err:
+                raise UserError(f"stage instruct: {err}") from None
         groups = stage.trainable or DEFAULT_TRAINABLE[name]
         params = stage_fns.set_trainable(model, groups, text_tower)
         if not params:
@@ -279,15 +265,15 @@ class Trainer:
         model.train()
         collator = self.collator(model)
         names, probabilities = task_weights(stage.tasks, self.train_data) if name in ("instruct", "joint", "rates") else ([], None)
-        # Mixed precision on CUDA only (``precision``); CPU runs stay fp32, so their numbers do not change.
+        # ``precision`` on CUDA, and bf16 on a CPU that multiplies bf16 (simulator.training.precision).
         # fp16 needs loss scaling (its state is not checkpointed: a resumed fp16 run re-learns the scale).
-        autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
-        autocast_dtype = autocast_dtype if self.device.type == "cuda" else None
+        autocast_dtype = precision.autocast_dtype(self.config.precision, self.device)
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype is torch.float16 else None
         log = StepLog(log_path, LOG_COLUMNS, stage.steps, start, self.config.log_every, f"stage {name}", self.progress,
                       fixed={"stage": name}, write=self.rank == 0)
         # Built after the log starts its clock, so the stage's wall time in the model card includes it.
-        self._pool = self._token_pool(name, stage, model, collator, names, probabilities) if stage.pool_samples else None
+        self._pool = (stage_token_pool(self, name, stage, model, collator, names, probabilities, autocast_dtype)
+                      if stage.pool_samples else None)
         log.restart_window()
         samples = stage.batch_size * stage.grad_accum * self.world_size
 
@@ -297,7 +283,8 @@ class Trainer:
                 # Rank r of W takes micro-batches r, W + r, ...: W ranks x A micro-batches equal
                 # one process with W x A micro-batches.
                 generator = batch_generator(self.config.seed, name, step, micro * self.world_size + self.rank)
-                with torch.autocast("cuda", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+                with torch.autocast(self.device.type, dtype=autocast_dtype or torch.bfloat16,
+                                    enabled=autocast_dtype is not None):
                     loss = self._loss(name, stage, model, text_tower, collator, names, probabilities, generator)
                 scaled = loss / stage.grad_accum
                 (scaler.scale(scaled) if scaler else scaled).backward()
@@ -305,8 +292,23 @@ class Trainer:
             return total, samples
 
         reduce = (lambda total: average_gradients(params, total, self.world_size)) if self.world_size > 1 else None
-        fit(optimizer, params, stage, start, step_loss, log, self.config.checkpoint_every,
-            lambda done: self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done), scaler, reduce)
+        frozen = precision.FrozenInBF16(model, autocast_dtype if autocast_dtype is torch.bfloat16 else None)
+
+        def save_checkpoint(done: int) -> None:
+            with frozen.fp32():
+                self._save_checkpoint(checkpoint_dir, model, text_tower, optimizer, done)
+
+        curve = ValidationCurve(self.config, name, start, samples, write=self.rank == 0)
+
+        def validate(done: int) -> None:
+            if curve.due(done):
+                with frozen.fp32():
+                    curve.score(model, done)
+                log.restart_window()  # scoring time is the stage's, not its throughput's
+
+        with frozen:
+            fit(optimizer, params, stage, start, step_loss, log, self.config.checkpoint_every, save_checkpoint,
+                scaler, reduce, validate)
         model.eval()
         if self.rank == 0:
             def write_final(folder: Path) -> None:
@@ -337,12 +339,20 @@ class Trainer:
             ids = model.tokenizer(captions, padding="max_length", truncation=True,
                                   max_length=text_tower.max_length, return_tensors="pt")["input_ids"]
             # SigLIP pools the last position: right-pad so it always sees the whole caption.
-            ids = _right_align_padding(ids, model.tokenizer.pad_token_id)
+            ids = stage_fns.right_align_padding(ids, model.tokenizer.pad_token_id)
             targets = None
             if stage.object_weight > 0 and data.objects is not None:  # without scenes: see fallbacks()
                 targets = self._patch_targets(int(model.vision.config.patch_size))[rows]
             return stage_fns.siglip_loss(model, text_tower, torch.stack(images), ids.to(self.device),
                                          targets, stage.object_weight)
+
+        if name == "anchor":
+            if self._word_tables is None:
+                self._word_tables = attribute_word_embeddings(model)
+            rows = torch.randint(len(data.images), (stage.batch_size,), generator=generator)
+            labels = self._image_patch_targets(int(model.vision.config.patch_size))[rows].to(self.device)
+            pixels = to_pixel_values(data.images[rows]).to(self.device)
+            return anchor_loss(model, pixels, labels, self._word_tables)
 
         def sample(task: str) -> dict:
             return data.sample(task, generator, stage.word_dropout, model.tokenizer.unk_token)
@@ -362,8 +372,8 @@ class Trainer:
             return stage_fns.instruction_loss(model, collator(examples), at_targets=at_targets)
         if self._pool is not None:
             return self._pooled_loss(name, stage, model, generator)
-        picks = torch.multinomial(probabilities, stage.batch_size, replacement=True, generator=generator)
-        examples = [sample(task_names[i]) for i in picks.tolist()]
+        examples = data.sample_mixture(task_names, probabilities, stage.batch_size, generator, stage.word_dropout,
+                                       model.tokenizer.unk_token)
         batch = collator(examples)
         if name == "instruct":
             if stage.grounding_weight > 0:
@@ -372,9 +382,9 @@ class Trainer:
                                     f"in {self.config.data.clevr_dir}")
                 batch["grounding"] = data.grounding_targets(examples, int(model.vision.config.patch_size))
             return stage_fns.instruction_loss(model, batch, stage.grounding_weight, stage.grounding_layers,
-                                              self._count_head, stage.count_weight, self._count_layer(model, stage),
+                                              self._count_head, stage.count_weight, stage_fns.count_layer(model, stage),
                                               self._word_attributes, at_targets=at_targets)
-        channel, snr_db = _draw_channel(stage, generator)
+        channel, snr_db = stage_fns.draw_channel(stage, generator)
         if name == "rates":
             return stage_fns.rate_code_loss(model, batch, channel, snr_db, generator,
                                             (stage.rates or []) + stage.short_codes)
@@ -386,7 +396,7 @@ class Trainer:
         as without it (the noise-free CE, constant with the LLM frozen, read from the pool)."""
         pool = self._pool
         tokens = pool.tokens(torch.randint(pool.num_samples, (stage.batch_size,), generator=generator))
-        channel, snr_db = _draw_channel(stage, generator)
+        channel, snr_db = stage_fns.draw_channel(stage, generator)
         hidden = pool.hidden[tokens].to(self.device)
         words = None if pool.words is None else pool.words.to(self.device)
         if name == "rates":
@@ -397,107 +407,28 @@ class Trainer:
                                             model.config.channel_rates or None, words)
         return loss + stage.noise_free_weight * pool.clean_ce[tokens].mean().to(self.device)
 
-    def _token_pool(self, name, stage, model, collator, task_names, probabilities):
-        """The stage's :class:`~simulator.training.token_pool.TokenPool`: read from the stage folder when
-        it was built from the same frozen weights, data and settings, else built (rank 0) and written."""
-        import hashlib
-        import time
-
-        from tqdm import tqdm
-
-        from simulator.training.token_pool import TokenPool, build_token_pool
-
-        digest = hashlib.sha256()
-        for param_name, param in model.named_parameters():
-            if not param.requires_grad:
-                digest.update(param_name.encode())
-                digest.update(param.detach().float().cpu().numpy().tobytes())
-        settings = {"frozen_sha256": digest.hexdigest(), "seed": self.config.seed, "stage": name,
-                    "samples": stage.pool_samples, "top_words": stage.pool_top_words, "batch_size": stage.batch_size,
-                    "tasks": stage.tasks, "word_dropout": stage.word_dropout, "data": self.config.data.model_dump(),
-                    "max_prompt_tokens": self.config.max_prompt_tokens, "instructions": model.config.instructions}
-        path = self.config.stage_dir(name) / POOL_FILE
-        pool = TokenPool.load(path, settings) if path.is_file() else None
-        if pool is None and self.rank == 0:
-            data, unk = self.train_data, model.tokenizer.unk_token
-            counts = [min(stage.batch_size, stage.pool_samples - start)
-                      for start in range(0, stage.pool_samples, stage.batch_size)]
-
-            def batches():
-                for index, count in enumerate(tqdm(counts, desc=f"stage {name}: token pool", leave=False,
-                                                   disable=not self.progress)):
-                    generator = batch_generator(self.config.seed, f"{name}_pool", index)
-                    picks = torch.multinomial(probabilities, count, replacement=True, generator=generator)
-                    yield collator([data.sample(task_names[i], generator, stage.word_dropout, unk) for i in picks.tolist()])
-
-            began = time.perf_counter()
-            pool = build_token_pool(model, batches(), stage.pool_top_words)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pool.save(path, settings)
-            logger.info("stage %s: token pool of %d samples (%d tokens, %s words) in %.0f s: %s", name,
-                        pool.num_samples, pool.targets.numel(), "all" if pool.words is None else pool.words.numel(),
-                        time.perf_counter() - began, path)
-        barrier()
-        return pool if pool is not None else TokenPool.load(path, settings)
-
-    def _object_count_head(self, model) -> torch.nn.Module:
-        """Stage 2's training-only head of :func:`~simulator.training.stages.object_count_loss`
-        (``[..., d] -> [..., max_objects + 1]``, initialised from the run's seed; kept in the stage's
-        checkpoints, not in the codec), and the word table it reads."""
-        from simulator.models.objects import word_attribute_table
-
-        self._word_attributes = word_attribute_table(model.tokenizer, model.base_llm.get_input_embeddings().num_embeddings).to(self.device)
-        if not (self._word_attributes[:, 0] >= 0).any():
-            raise UserError("stage instruct: count_weight > 0 but the tokenizer has no colour, shape, size or material word")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            return torch.nn.Linear(model.config.hidden_size, model.config.max_objects + 1).to(self.device)
-
-    @staticmethod
-    def _count_layer(model, stage) -> int:
-        """The LLM layer the object-count loss reads: as set, else the middle one."""
-        return stage.count_layer or max(1, int(model.base_llm.config.num_hidden_layers) // 2)
+    def _image_patch_targets(self, patch_size: int) -> torch.Tensor:
+        """Per-image patch labels ``[N, P, 4]`` of the training images (``TaskData.patch_targets``), built once."""
+        if self._image_patch_target_cache is None:
+            self._image_patch_target_cache = self.train_data.patch_targets(patch_size)
+        return self._image_patch_target_cache
 
     def _patch_targets(self, patch_size: int) -> torch.Tensor:
         """Patch labels ``[len(image_texts), P, 4]`` of the vision stage's image-text rows, built once."""
         if self._patch_target_cache is None:
-            per_image = self.train_data.patch_targets(patch_size)
+            per_image = self._image_patch_targets(patch_size)
             self._patch_target_cache = per_image[torch.tensor([row for row, _ in self._image_texts])]
         return self._patch_target_cache
 
     def _save_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer, step: int) -> None:
-        if self.rank != 0:  # every rank holds the same weights and optimizer state
-            barrier()
-            return
-        state = {"step": step, "optimizer": optimizer.state_dict()}
-        if text_tower is not None:
-            state["text_tower"] = text_tower.state_dict()
-        if self._count_head is not None:
-            state["count_head"] = self._count_head.state_dict()
-
-        def write_checkpoint(folder: Path) -> None:
-            save_codec(model, folder)
-            torch.save(state, folder / STATE_FILE)
-
-        write_dir_atomically(write_checkpoint, checkpoint_dir)
-        logger.info("checkpoint at step %d: %s", step, checkpoint_dir)
+        if self.rank == 0:  # every rank holds the same weights and optimizer state
+            save_stage_checkpoint(checkpoint_dir, model, optimizer, step,
+                                  {"text_tower": text_tower, "count_head": self._count_head})
         barrier()
 
     def _load_checkpoint(self, checkpoint_dir: Path, model, text_tower, optimizer) -> int:
-        load_weights(model, checkpoint_dir, str(self.device))
-        try:
-            state = torch.load(checkpoint_dir / STATE_FILE, map_location=self.device, weights_only=True)
-        except (OSError, RuntimeError) as err:
-            raise UserError(f"cannot read {checkpoint_dir / STATE_FILE}: {err}") from None
-        optimizer.load_state_dict(state["optimizer"])
-        if text_tower is not None:
-            text_tower.load_state_dict(state["text_tower"])
-        if self._count_head is not None:
-            if "count_head" not in state:
-                raise UserError(f"{checkpoint_dir} was saved without stage instruct's count head (count_weight "
-                                "was 0): resume with the same settings, or delete it to start the stage again")
-            self._count_head.load_state_dict(state["count_head"])
-        return int(state["step"])
+        return load_stage_checkpoint(checkpoint_dir, model, optimizer, self.device,
+                                     {"text_tower": text_tower, "count_head": self._count_head})
 
 
 class _PlainEncoder:
@@ -508,16 +439,3 @@ class _PlainEncoder:
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
-
-
-def _draw_channel(stage, generator: torch.Generator) -> tuple[str, float]:
-    """A stage-3 batch's channel and SNR (dB): uniform over ``stage.snr_db``, then one of ``stage.channels``."""
-    low, high = stage.snr_db
-    snr_db = low + (high - low) * float(torch.rand((), generator=generator))
-    return stage.channels[int(torch.randint(len(stage.channels), (1,), generator=generator))], snr_db
-
-
-def _right_align_padding(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Move left padding to the right: ``[pad pad a b]`` -> ``[a b pad pad]``."""
-    order = torch.argsort((ids == pad_id).to(torch.int8), dim=1, stable=True)
-    return torch.gather(ids, 1, order)

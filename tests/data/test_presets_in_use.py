@@ -46,3 +46,21 @@ def test_eval_sets_of_each_preset_live_apart_and_have_its_statistics(tmp_path, m
     assert data_preset(small) == "clevr_small" and data_preset(full) == "clevr"
     scenes = json.loads((small / "scenes" / "CLEVR_test_scenes.json").read_text())["scenes"]
     assert all(3 <= len(scene["objects"]) <= 5 for scene in scenes)
+
+
+def test_validation_and_test_sets_come_from_their_own_seeds_and_share_no_scene(tmp_path, monkeypatch):
+    from simulator.assets import EVAL_DATA_SEED, VALIDATION_DATA_SEED, default_eval_clevr_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    val = default_eval_clevr_dir(num_images=4, preset="clevr_small", split="val")
+    test = default_eval_clevr_dir(num_images=4, preset="clevr_small", split="test")
+    assert val.name == f"clevr-eval-clevr_small-{VALIDATION_DATA_SEED}-4" and VALIDATION_DATA_SEED not in (0, EVAL_DATA_SEED)
+    assert test.name == f"clevr-eval-clevr_small-{EVAL_DATA_SEED}-4"
+
+    def scenes(root):
+        return [json.dumps(scene["objects"], sort_keys=True)
+                for scene in json.loads((root / "scenes" / "CLEVR_test_scenes.json").read_text())["scenes"]]
+
+    assert not set(scenes(val)) & set(scenes(test))
+    with pytest.raises(ValueError, match="split must be one of val, test"):
+        default_eval_clevr_dir(num_images=4, split="train")

@@ -91,6 +91,46 @@ def test_attribute_embedding_adds_the_heads_probabilities_of_each_found_object(t
     assert torch.all(tokens[~real] == 0)
 
 
+def test_several_tokens_per_object_split_the_projection_and_share_the_position(tokenizer):
+    """``tokens_per_object = 4``: object ``i``'s tokens ``4i..4i+3`` are the four ``d``-wide parts of its
+    projection, each plus the object's position embedding; an empty slot's four tokens are masked."""
+    torch.manual_seed(0)
+    model = M4SCModel(tiny_config(visual_tokens="objects", max_objects=3, tokens_per_object=4), tokenizer).eval()
+    d = model.config.hidden_size
+    assert model.config.num_image_tokens == 12 and model.object_words(
+        torch.zeros(1, 1, model.vision.config.hidden_size)).shape[-1] == 4 * d
+    pixels = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        features = model.vision(pixel_values=pixels).last_hidden_state
+    _mark_centres(model, features, {0: [2, 9]})
+    model.vision.forward = lambda pixel_values: type("Out", (), {"last_hidden_state": features})()
+    tokens, real = model.image_tokens(pixels)
+    assert tokens.shape == (1, 12, d)
+    assert real.tolist() == [[True] * 8 + [False] * 4]
+    with torch.no_grad():
+        words = model.projector(features[0, [2, 9]]).view(2, 4, d)
+        expected = words + model.object_position(torch.tensor([2, 9])).unsqueeze(1)
+    assert torch.allclose(tokens[0, :8], expected.reshape(8, d), atol=1e-6)
+    assert torch.all(tokens[0, 8:] == 0)
+    ids, mask = model.tokenize(PROMPTS[:1])
+    embeds, full_mask, _ = model.build_inputs(ids, mask, pixels)
+    assert embeds.shape[1] == 12 + ids.shape[1] and full_mask[0, :12].tolist() == [1] * 8 + [0] * 4
+
+
+def test_one_token_per_object_is_the_codec_it_was_before(object_model):
+    """The default ``tokens_per_object = 1`` computes exactly the tokens of a codec saved before it existed."""
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        features = object_model.vision(pixel_values=pixels).last_hidden_state
+    _mark_centres(object_model, features, {0: [5], 1: [3, 10]})
+    with torch.no_grad():
+        tokens, real = object_model.image_tokens(pixels, features)
+        picked, patches, found = object_model.object_features(features)
+        before = (object_model.projector(picked) + object_model.object_position(patches)) * found.unsqueeze(-1)
+    assert torch.equal(real, found)
+    assert torch.equal(tokens, before), (tokens - before).abs().max()
+
+
 def test_object_codec_generates_and_round_trips_through_a_checkpoint(object_model, tmp_path):
     from simulator.models.checkpoint import load_codec, save_codec
 
@@ -135,7 +175,10 @@ def test_attribute_embedding_trains_with_the_projector_and_round_trips(tokenizer
                                           ({"max_objects": True}, "max_objects must be an integer >= 1"),
                                           ({"object_attributes": "yes", "visual_tokens": "objects"},
                                            "object_attributes must be true or false"),
-                                          ({"object_attributes": True}, "object_attributes needs visual_tokens: objects")])
+                                          ({"object_attributes": True}, "object_attributes needs visual_tokens: objects"),
+                                          ({"tokens_per_object": 0, "visual_tokens": "objects"},
+                                           "tokens_per_object must be an integer >= 1"),
+                                          ({"tokens_per_object": 4}, "tokens_per_object > 1 needs visual_tokens: objects")])
 def test_bad_object_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**bad)

@@ -41,6 +41,7 @@ def test_help_lists_every_command(run_cli):
         (["bench", "--transmitter", "--batch-sizes", "0"], "--batch-sizes"),
         (["bench", "--device", "tpu"], "--device"),
         (["eval", "--task", "vqa", "--device", "tpu"], "--device"),
+        (["eval", "--task", "vqa", "--split", "train"], "--split"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(run_cli, args, fragment):

@@ -108,6 +108,11 @@ def test_two_point_sweep_resume_and_same_rows_as_run(write_sweep, write_scenario
     assert sorted(frame["traffic.shared_task_probability"].unique()) == [0.0, 1.0]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["points_ok"] == 2 and manifest["rows"] == 4
+    from simulator.provenance import checkpoint_hash
+
+    [codec] = manifest["codecs"]  # both points ran the same codec: recorded once, with its hash and base LLM
+    assert codec["systems"] == ["m4sc"] and codec["codec_llm"] is None
+    assert codec["checkpoint_sha256"] == checkpoint_hash(codec["checkpoint"])
     record = json.loads((out / "parts" / f"{frame['point_id'][0]}.json").read_text())
     assert record["status"] == "ok" and record["error"] is None and record["wall_s"] > 0
     resolved = load_sweep(out / "sweep.yaml")  # the resolved sweep is a valid sweep file
@@ -128,7 +133,8 @@ def test_two_point_sweep_resume_and_same_rows_as_run(write_sweep, write_scenario
     assert main(["sweep", str(path), "--out", str(out), "--local", "--resume"]) == 0
     assert len(count_runs) == 2
     pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"), frame)
-    assert json.loads((out / "manifest.json").read_text())["points_skipped"] == 2
+    resumed = json.loads((out / "manifest.json").read_text())
+    assert resumed["points_skipped"] == 2 and resumed["codecs"] == manifest["codecs"]
     # a point without an ok record runs again, the other one does not
     (out / "parts" / f"{frame['point_id'][0]}.json").unlink()
     assert main(["sweep", str(path), "--out", str(out), "--local", "--resume"]) == 0

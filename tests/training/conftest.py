@@ -33,6 +33,7 @@ def make_config(tiny_data, out_dir, steps=2, checkpoint_every=1, **stage_overrid
     return TrainConfig.model_validate({
         "profile": "tiny",
         "out_dir": str(out_dir),
+        "precision": "fp32",  # the tests' numbers are fp32's; tests/training/test_precision.py runs bf16
         "max_prompt_tokens": 32,
         "checkpoint_every": checkpoint_every,
         "log_every": 1,
@@ -51,3 +52,24 @@ def make_config(tiny_data, out_dir, steps=2, checkpoint_every=1, **stage_overrid
         "stages": {name: {**stage, **stage_overrides.get(name, {})}
                    for name in ("vision", "lm", "align", "instruct", "joint")},
     })
+
+
+def killed_then_resumed(trainer, stage: str, monkeypatch, kill_at: int = 4):
+    """Run ``stage`` of a prepared ``trainer`` from a fresh codec until its ``kill_at``-th loss
+    computation raises KeyboardInterrupt (a kill mid-stage), then ``--resume`` it; returns what
+    ``run_stage`` returns."""
+    from simulator.training.trainer import Trainer
+
+    original, calls = Trainer._loss, {"n": 0}
+
+    def dying_loss(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run_stage(stage, trainer.fresh_model(), resume=False)
+    monkeypatch.setattr(Trainer, "_loss", original)
+    return trainer.run_stage(stage, trainer.fresh_model(), resume=True)

@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from simulator.models.objects import object_values, word_attribute_table
 from simulator.training.config import TrainConfig
-from simulator.training.stages import pixel_values_of, instruction_loss, object_count_loss, object_count_targets
+from simulator.training.stages import (instruction_loss, object_count_head, object_count_loss, object_count_targets,
+                                      pixel_values_of)
 from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
 
@@ -72,20 +73,19 @@ def test_the_count_loss_runs_the_vision_encoder_once_and_matches_two_passes(tiny
     trainer = Trainer(_objects_config(tiny_data, tmp_path))
     trainer.prepare()
     model = trainer.fresh_model().eval()
-    head = trainer._object_count_head(model)
+    head, words = object_count_head(model, trainer.config.seed)
     batch = _batch(trainer, model, ["vqa"] * 6 + ["classify"])
     passes = []
     hook = model.vision.register_forward_hook(lambda *_: passes.append(1))
     with torch.no_grad():
-        loss = instruction_loss(model, batch, count_head=head, count_weight=1.0, count_layer=1,
-                                word_attributes=trainer._word_attributes)
+        loss = instruction_loss(model, batch, count_head=head, count_weight=1.0, count_layer=1, word_attributes=words)
     hook.remove()
     assert len(passes) == 1
     pixel_values, has_image = pixel_values_of(batch, "cpu")
     with torch.no_grad():  # the same loss from separate passes: the answers' and the labels' own
         output = model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"], pixel_values=pixel_values,
                        has_image=has_image, prompt_lengths=batch["prompt_lengths"], output_hidden_states=True)
-        targets = object_count_targets(model, trainer._word_attributes, batch,
+        targets = object_count_targets(model, words, batch,
                                        model.vision(pixel_values=pixel_values).last_hidden_state, has_image)
         expected = output.loss + object_count_loss(output.hidden_states[1], head, *targets)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
@@ -100,13 +100,15 @@ def test_training_with_the_count_loss_teaches_the_count(tiny_data, tmp_path):
     model = trainer.fresh_model()
     batch = _batch(trainer, model, ["vqa"] * 32)
 
+    head, words = object_count_head(model, config.seed)
+
     def count_loss(model, head) -> float:
         model.eval()
         with torch.no_grad():
             return (instruction_loss(model, batch, count_head=head, count_weight=1.0, count_layer=1,
-                                     word_attributes=trainer._word_attributes) - instruction_loss(model, batch)).item()
+                                     word_attributes=words) - instruction_loss(model, batch)).item()
 
-    before = count_loss(model, trainer._object_count_head(model))
+    before = count_loss(model, head)
     trained, _ = trainer.run_stage("instruct", model, resume=False)
     after = count_loss(trained, trainer._count_head)
     assert after < 0.6 * before, (before, after)

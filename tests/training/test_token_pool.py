@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from simulator.training.stages import joint_channel_loss, joint_loss, pixel_values_of, target_hidden_states
 from simulator.training.token_pool import TokenPool, build_token_pool
-from simulator.training.trainer import POOL_FILE, Trainer
+from simulator.training.token_pool import POOL_FILE
+from simulator.training.trainer import Trainer
 from tests.training.conftest import make_config
 
 
