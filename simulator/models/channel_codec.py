@@ -151,7 +151,7 @@ class ChannelDecoder(nn.Module):
     def split_output(self, k: int) -> OutputSplit:
         """Decoding at one rate ``k`` as features then an affine map: ``forward(symbols, k)`` equals
         ``features(symbols) @ weight.T + bias`` (:class:`OutputSplit`). A consumer can fold the map
-        into what follows it (:func:`simulator.adaptation.recovery_probability` folds it into the LM head)."""
+        into what follows it (:func:`simulator.token_recovery.recovery_probability` folds it into the LM head)."""
         dtype = self.linear.weight.dtype
         if k >= self.symbols_per_token:
             return OutputSplit(lambda symbols: complex_to_real(symbols).to(dtype), self.linear.weight, self.linear.bias, True)

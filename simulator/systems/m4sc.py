@@ -243,7 +243,7 @@ class M4SCSystem(System):
         )
 
     def _token_recovery(self, encoded: _EncodedBatch, snr_db: torch.Tensor, rates: list[int]) -> torch.Tensor:
-        """:func:`simulator.adaptation.token_recovery` of ``encoded``'s tokens at ``snr_db`` and ``rates``, cached."""
+        """:func:`simulator.token_recovery.token_recovery` of ``encoded``'s tokens at ``snr_db`` and ``rates``, cached."""
         from simulator.adaptation import token_recovery
 
         key = (id(encoded), tuple(rates))

@@ -120,7 +120,7 @@ def test_split_output_reproduces_the_decoder_at_every_kind_of_rate():
 def test_decoding_through_the_folded_head_gives_the_unfolded_tokens(monkeypatch):
     """The LM head with the decoder's map folded in (a 2k-wide head) picks the tokens
     ``argmax(lm_head(decoder(y)))`` picks, over a vocabulary large enough to be chunked."""
-    import simulator.adaptation as adaptation
+    import simulator.token_recovery as token_recovery
     from types import SimpleNamespace
 
     torch.manual_seed(4)
@@ -128,15 +128,15 @@ def test_decoding_through_the_folded_head_gives_the_unfolded_tokens(monkeypatch)
     lm_head = torch.nn.Linear(48, 3000)
     codec = SimpleNamespace(channel_decoder=decoder, lm_head=lm_head, logits=lm_head)
     received = torch.randn(40, 16, 8, dtype=torch.complex64)
-    monkeypatch.setattr(adaptation, "_LOGITS_PER_CHUNK", 3000 * 16 * 7)  # chunks of 7 tokens
-    monkeypatch.setattr(adaptation, "_SHORTCUT_MIN_VOCAB", 3000)
+    monkeypatch.setattr(token_recovery, "_LOGITS_PER_CHUNK", 3000 * 16 * 7)  # chunks of 7 tokens
+    monkeypatch.setattr(token_recovery, "_SHORTCUT_MIN_VOCAB", 3000)
     for k in (2, 5, 8):
         expected = lm_head(decoder(received, torch.full((40, 16), k))).argmax(-1)
-        assert torch.equal(adaptation._decode_tokens(codec, received, k), expected), k
+        assert torch.equal(token_recovery._decode_tokens(codec, received, k), expected), k
     with torch.no_grad():  # a trained decoder: the folded head kept from above is stale
         decoder.linear.weight.mul_(-1)
     expected = lm_head(decoder(received, torch.full((40, 16), 5))).argmax(-1)
-    assert torch.equal(adaptation._decode_tokens(codec, received, 5), expected)
+    assert torch.equal(token_recovery._decode_tokens(codec, received, 5), expected)
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.02, 0.3, 3.0])
@@ -144,7 +144,7 @@ def test_pruned_decoding_gives_the_full_heads_tokens_at_any_noise_level(monkeypa
     """Given the noise-free part, only words that could beat the reference word in some draw get
     logits; the tokens are still the full head's, from no noise (every draw decodes to the
     reference word) to noise far above the signal (almost every word a candidate)."""
-    import simulator.adaptation as adaptation
+    import simulator.token_recovery as token_recovery
     from types import SimpleNamespace
 
     torch.manual_seed(5)
@@ -153,11 +153,11 @@ def test_pruned_decoding_gives_the_full_heads_tokens_at_any_noise_level(monkeypa
     codec = SimpleNamespace(channel_decoder=decoder, lm_head=lm_head, logits=lm_head)
     clean = torch.randn(30, 1, 8, dtype=torch.complex64)
     received = clean + noise * torch.randn(30, 16, 8, dtype=torch.complex64)
-    monkeypatch.setattr(adaptation, "_LOGITS_PER_CHUNK", 3000 * 4 * 9)  # 9 tokens per chunk
-    monkeypatch.setattr(adaptation, "_SHORTCUT_MIN_VOCAB", 3000)
+    monkeypatch.setattr(token_recovery, "_LOGITS_PER_CHUNK", 3000 * 4 * 9)  # 9 tokens per chunk
+    monkeypatch.setattr(token_recovery, "_SHORTCUT_MIN_VOCAB", 3000)
     for k in (3, 8):
         expected = lm_head(decoder(received, torch.full((30, 16), k))).argmax(-1)
-        assert torch.equal(adaptation._decode_tokens(codec, received, k, clean), expected), (k, noise)
+        assert torch.equal(token_recovery._decode_tokens(codec, received, k, clean), expected), (k, noise)
     if noise == 0.0:
         assert bool((expected == expected[:, :1]).all())
 
