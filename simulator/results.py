@@ -71,7 +71,9 @@ METRIC_COLUMNS = [
     "channel_uses",          # complex symbols on the air: symbols_public + symbols_private + side information
     "channel_uses_per_task",
     "channel_uses_per_correct",  # channel_uses / correct answers (accuracy x num_tasks); NaN for caption or none right
-    "answer_entropy_bits",   # entropy of the task kind's answers over the run's split (the capacity bound's H); NaN for caption
+    "answer_entropy_bits",   # entropy of the task kind's answers over the run's split; NaN for caption
+    "answer_cond_entropy_bits",  # H(answer | input text) over the run's split, plug-in (the Fano bound's); NaN for caption
+    "num_answers",           # distinct answers of the task kind over the run's split (the Fano bound's M); NaN for caption
     "snr_db_user_min",
     "snr_db_user_median",
     "snr_db_user_max",
@@ -94,9 +96,11 @@ def _score(kind: str, predictions: list[str], references: list[tuple[str, ...]])
 
 
 def summarize(result, scenario, channel_label: str, symbols_per_token: int,
-              answer_entropy_bits: dict[str, float] | None = None) -> list[dict]:
+              answer_entropy_bits: dict[str, float] | None = None,
+              answer_statistics: dict[str, dict[str, float]] | None = None) -> list[dict]:
     """Rows of one :class:`simulator.engine.PointResult`, one per task kind, in :data:`TASKS` order.
-    ``answer_entropy_bits``: task kind -> entropy of its answers over the run's split (NaN if absent)."""
+    ``answer_entropy_bits``: task kind -> entropy of its answers over the run's split (NaN if absent);
+    ``answer_statistics``: task kind -> :meth:`~simulator.workload.TaskPool.answer_statistics`."""
     from simulator.scenario import TASKS
 
     bits_per_real = scenario.accounting.bits_per_real
@@ -160,6 +164,8 @@ def summarize(result, scenario, channel_label: str, symbols_per_token: int,
             "channel_uses_per_task": channel_uses / len(records),
             "channel_uses_per_correct": channel_uses / correct if correct > 0 else math.nan,
             "answer_entropy_bits": (answer_entropy_bits or {}).get(kind, math.nan),
+            "answer_cond_entropy_bits": (answer_statistics or {}).get(kind, {}).get("answer_cond_entropy_bits", math.nan),
+            "num_answers": (answer_statistics or {}).get(kind, {}).get("num_answers", math.nan),
             "snr_db_user_min": float(snr_users.min()),
             "snr_db_user_median": float(np.median(snr_users)),
             "snr_db_user_max": float(snr_users.max()),

@@ -200,6 +200,7 @@ class RunSetup:
         self.pool = TaskPool.from_sources(kinds, self.clevr_dir, data.split, self.text_dir, data.text_subset,
                                           data.text_split, image_size)
         self.answer_entropy_bits = {kind: self.pool.answer_entropy_bits(kind) for kind in kinds}
+        self.answer_statistics = {kind: self.pool.answer_statistics(kind) for kind in kinds}
 
     def _build_systems(self, device) -> None:
         from simulator.engine import SweepRunner
@@ -234,7 +235,8 @@ class RunSetup:
         """The metrics rows of one :class:`simulator.engine.PointResult` (:func:`simulator.results.summarize`)."""
         from simulator.results import summarize
 
-        return summarize(result, self.scenario, channel_label(self), self.symbols_per_token, self.answer_entropy_bits)
+        return summarize(result, self.scenario, channel_label(self), self.symbols_per_token, self.answer_entropy_bits,
+                         self.answer_statistics)
 
     def resolved_config(self) -> dict:
         """The scenario as run: defaults and derived values filled in (valid scenario YAML again)."""

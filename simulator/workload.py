@@ -111,6 +111,23 @@ class TaskPool:
         total = sum(counts.values())
         return float(-sum(n / total * math.log2(n / total) for n in counts.values()))
 
+    def answer_statistics(self, kind: str) -> dict[str, float]:
+        """What the Fano bound of ``plot --figure efficiency`` reads of ``kind``'s answers over the pool
+        (:func:`channels.bounds.fano_channel_uses`): ``answer_cond_entropy_bits``, the plug-in estimate of
+        H(answer | the task's input text), which the asking user holds (a text seen once adds 0; the
+        plug-in estimate is biased low, which keeps a lower bound low), and ``num_answers``, the
+        distinct answers. NaN for captions."""
+        if kind == "caption" or not self.tasks.get(kind):
+            return {"answer_cond_entropy_bits": math.nan, "num_answers": math.nan}
+        by_input = collections.defaultdict(collections.Counter)
+        for task in self.tasks[kind]:
+            by_input[task.input_text][task.references[0]] += 1
+        total = len(self.tasks[kind])
+        conditional = sum(n / total * -math.log2(n / sum(counts.values()))
+                          for counts in by_input.values() for n in counts.values())
+        answers = {task.references[0] for task in self.tasks[kind]}
+        return {"answer_cond_entropy_bits": float(conditional), "num_answers": float(len(answers))}
+
     def load_image(self, filename: str) -> torch.Tensor:
         """``[3, H, W]`` float32 in [0, 1] at ``image_size`` (cached)."""
         from simulator.data.loaders import load_image

@@ -8,7 +8,7 @@ folder) atomically, and prints the written paths. Notes (skipped figure, duplica
 stderr. ``--figure rate`` writes ``rate.png/.pdf``: accuracy vs transmitted data per rate-adaptation
 mode, one panel per SNR (``--task``, default vqa). ``--figure efficiency`` writes
 ``efficiency.png/.pdf``: accuracy vs channel uses per task of every system and adaptation setting,
-one panel per SNR, with the capacity bound H(answer) / log2(1 + SNR). Figures 5 and 6 show the
+one panel per SNR, with the Fano bound (channels.bounds). Figures 5 and 6 show the
 fixed-rate rows.
 """
 
@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figure", choices=["5", "6", "rate", "efficiency", "all"], default="all",
                         help="5: accuracy vs SNR; 6: transmitted data vs number of users; rate: accuracy vs "
                              "transmitted data per rate-adaptation mode; efficiency: accuracy vs channel uses per "
-                             "task with the capacity bound; all (default): 5 and 6, "
+                             "task with the Fano bound; all (default): 5 and 6, "
                              "figure 6 skipped with a note when only one user count is present")
     parser.add_argument("--out", default=None, help="output folder (default: the first RESULTS_DIR)")
     parser.add_argument("--snr-db", type=float, default=None, metavar="X",

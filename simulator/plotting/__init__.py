@@ -10,7 +10,7 @@
 - rate: accuracy versus transmitted bytes per task, one panel per SNR, one curve per rate-adaptation
   mode (its settings, e.g. several targets, are the curve's points; :mod:`simulator.adaptation`).
 - efficiency: accuracy versus channel uses per task, one panel per SNR, one point per system and
-  adaptation setting, with the capacity bound ``H(answer) / log2(1 + SNR)``.
+  adaptation setting, with the Fano bound (:func:`channels.bounds.fano_channel_uses`).
 
 Error bars are the sample standard deviation over seeds, drawn only where a point has two or
 more seeds. The figures are drawn on a bare :class:`matplotlib.figure.Figure` rendered with the

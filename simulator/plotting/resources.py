@@ -50,9 +50,10 @@ def draw_rate(data: pd.DataFrame, task: str = "vqa"):
 def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
     """Accuracy versus channel uses per task (complex symbols on the air, side information and
     retransmissions included; mean over seeds), one panel per SNR, one point per (system, sharing,
-    adaptation setting), with the capacity bound ``H(answer) / log2(1 + SNR)``: the fewest channel
-    uses per task that could carry the answers reliably on that SNR's AWGN channel (H from the run's
-    split, the ``answer_entropy_bits`` column). Returns the Figure."""
+    adaptation setting), with the Fano bound where the results have its columns: at each accuracy,
+    the fewest channel uses per task any scheme needs on that SNR's AWGN channel for a user who holds
+    the question (:func:`channels.bounds.fano_channel_uses` of ``answer_cond_entropy_bits`` and
+    ``num_answers``); no point can lie left of it. Returns the Figure."""
     needed = ["channel_uses_per_task", "answer_entropy_bits", "adaptation"]
     missing = [column for column in needed if column not in data.columns]
     if missing:
@@ -64,6 +65,9 @@ def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
     keys = ["snr_db", "system", "sharing", "adaptation"]
     stats = rows.groupby(keys, dropna=False)[["accuracy", "channel_uses_per_task", "answer_entropy_bits"]] \
         .mean().reset_index()
+    fano = {"answer_cond_entropy_bits", "num_answers"} <= set(rows.columns) and rows["num_answers"].notna().any()
+    conditional = float(rows["answer_cond_entropy_bits"].mean()) if fano else math.nan
+    num_answers = int(rows["num_answers"].max()) if fano else 0
     snrs = sorted(stats["snr_db"].unique())
     figure, axes = _snr_panels(len(snrs), 0.9)
     systems = sorted(stats[["system", "sharing"]].drop_duplicates().itertuples(index=False, name=None),
@@ -82,9 +86,15 @@ def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
                 ax.scatter(point["channel_uses_per_task"], point["accuracy"], color=f"C{i % 10}",
                            marker=_MARKERS[j % len(_MARKERS)], s=36,
                            label=f"{_system_name(str(system))}{', sharing' if sharing else ''}{mode}")
-        if math.isfinite(entropy):
-            bound = entropy / math.log2(1.0 + 10.0 ** (snr / 10.0))
-            ax.axvline(bound, color="k", linestyle=":", linewidth=1.2, label="capacity bound H / log2(1 + SNR)")
+        if fano:
+            from channels.bounds import fano_channel_uses
+
+            accuracies = [i / 200 for i in range(201)]
+            curve = [(fano_channel_uses(conditional, a, num_answers, snr), a) for a in accuracies]
+            curve = [(uses, a) for uses, a in curve if uses > 0]
+            if curve:
+                ax.plot(*zip(*curve), color="k", linestyle=":", linewidth=1.2,
+                        label="Fano bound: (H(A|Q) - h(1 - acc) - (1 - acc) log2(M - 1)) / log2(1 + SNR)")
         ax.set_xscale("log")
         ax.set_title(f"SNR {snr:g} dB", fontsize=10)
         ax.set_xlabel("channel uses per task (complex symbols)")
@@ -92,7 +102,8 @@ def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
         ax.grid(True, alpha=0.3, which="both")
     return _finish_panels(figure, axes, len(snrs),
                           f"{_TASK_TITLES.get(task, task)}: accuracy vs channel uses per task — channel: "
-                          f"{_channel_text(rows['channel'])}; H(answer) = {entropy:.2f} bit")
+                          f"{_channel_text(rows['channel'])}; H(answer) = {entropy:.2f} bit"
+                          + (f", H(answer | question) = {conditional:.2f} bit, {num_answers} answers" if fano else ""))
 
 
 def _snr_panels(count: int, legend_room_in: float):

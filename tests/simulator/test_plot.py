@@ -239,9 +239,11 @@ def test_a_codec_compared_side_by_side_is_labelled_as_m4sc_with_its_name():
     assert [k["system"] for k in sorted(keys, key=_line_order)] == ["m4sc", "m4sc_gemma3_270m", "deepsc"]
 
 
-def test_efficiency_figure_puts_every_setting_at_its_channel_uses_with_the_capacity_bound(tmp_path, capsys):
-    rows = [dict(row, channel_uses_per_task=40.0 if row["adaptation"] == "fixed" else 12.0, answer_entropy_bits=4.0)
-            for row in _adaptive_rows()]
+def test_efficiency_figure_puts_every_setting_at_its_channel_uses_with_the_fano_bound(tmp_path, capsys):
+    from channels.bounds import fano_channel_uses
+
+    rows = [dict(row, channel_uses_per_task=40.0 if row["adaptation"] == "fixed" else 12.0, answer_entropy_bits=4.0,
+                 answer_cond_entropy_bits=2.5, num_answers=20.0) for row in _adaptive_rows()]
     digital = [dict(row, system="digital_answer", sharing=False, adaptation="fixed", accuracy=0.75,
                     channel_uses_per_task=30.0) for row in rows if row["adaptation"] == "fixed" and not row["sharing"]]
     folder = _write(tmp_path / "efficiency", rows + digital)
@@ -252,8 +254,11 @@ def test_efficiency_figure_puts_every_setting_at_its_channel_uses_with_the_capac
     panels = [ax for ax in figure.axes if ax.get_visible() and ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["SNR 0 dB", "SNR 10 dB"]
     for ax, snr in zip(panels, (0.0, 10.0)):
-        (bound,) = [line for line in ax.get_lines() if line.get_label().startswith("capacity bound")]
-        assert bound.get_xdata()[0] == pytest.approx(4.0 / math.log2(1 + 10 ** (snr / 10)))
+        (bound,) = [line for line in ax.get_lines() if line.get_label().startswith("Fano bound")]
+        uses, accuracy = bound.get_xdata(), bound.get_ydata()
+        assert accuracy[-1] == 1.0 and uses[-1] == pytest.approx(2.5 / math.log2(1 + 10 ** (snr / 10)))
+        assert all(u == pytest.approx(fano_channel_uses(2.5, a, 20, snr)) for u, a in zip(uses, accuracy))
+        assert list(uses) == sorted(uses) and min(uses) > 0  # more accuracy, more channel uses; none at 0
         points = {c.get_label(): c.get_offsets().data.tolist() for c in ax.collections}
         assert points["Digital answer (text, LDPC+QAM)"] == [[30.0, 0.75]]
         assert points["M4SC: fixed"] == [[40.0, 0.70]] and points["M4SC, sharing: importance@0.9"] == [[12.0, 0.69]]

@@ -103,3 +103,21 @@ def test_answer_entropy_is_that_of_the_split_and_reaches_the_rows():
     assert row["answer_entropy_bits"] == pytest.approx(expected)
     (row,) = summarize(result, SCENARIO, "awgn", 32)
     assert math.isnan(row["answer_entropy_bits"])
+
+
+def test_the_fano_bounds_statistics_condition_on_the_question_and_reach_the_rows():
+    from simulator.workload import TaskPool
+
+    # "is it red?" 4x: yes, yes, no, no (1 bit); "how many?" 2x: 2, 3 (1 bit); "what shape?" 2x: cube (0 bit)
+    tasks = [("is it red?", "yes"), ("is it red?", "yes"), ("is it red?", "no"), ("is it red?", "no"),
+             ("how many?", "2"), ("how many?", "3"), ("what shape?", "cube"), ("what shape?", "cube")]
+    pool = TaskPool({"vqa": [Task(f"vqa/{i}", "vqa", q, None, (a,), "s") for i, (q, a) in enumerate(tasks)],
+                     "caption": [Task("caption/0", "caption", None, None, ("a b",), "s")]})
+    stats = pool.answer_statistics("vqa")
+    assert stats["answer_cond_entropy_bits"] == pytest.approx(4 / 8 * 1.0 + 2 / 8 * 1.0 + 2 / 8 * 0.0)
+    assert stats["num_answers"] == 5 and stats["answer_cond_entropy_bits"] < pool.answer_entropy_bits("vqa")
+    assert math.isnan(pool.answer_statistics("caption")["num_answers"])
+    result = PointResult(SweepPoint(index=0, snr_db=5.0), "m4sc", SharingVariant(threshold=None),
+                         [_record(0, "vqa", "yes", "yes")], [5.0] * 3)
+    (row,) = summarize(result, SCENARIO, "awgn", 32, None, {"vqa": stats})
+    assert row["answer_cond_entropy_bits"] == pytest.approx(0.75) and row["num_answers"] == 5
