@@ -275,7 +275,7 @@ def measure_training(config, stages: list[str], steps: int, precisions=("fp32", 
                 rates = [float(row["samples_per_s"]) for row in csv.DictReader((out / "train_log.csv").open())][warmup:]
                 per_sample = 1.0 / statistics.median(rates)
                 report.setdefault(name, {})[precision] = {
-                    "s_per_sample": round(per_sample, 4), "s_per_step": round(per_sample * stage["batch_size"], 3),
+                    "s_per_sample": round(per_sample, 6), "s_per_step": round(per_sample * stage["batch_size"], 4),
                     "runs_as": describe(precision, resolve_device(config.device))}
     for row in report.values():
         if "fp32" in row and "bf16" in row:

@@ -68,6 +68,8 @@ def main(args) -> int:
 
 def _write_card(trainer, args) -> Path:
     """The model card of a finished run, with held-out scores when ``--score`` asks for them."""
+    import csv
+
     from simulator.training.model_card import stage_summary, write_model_card
 
     config = trainer.config
@@ -80,8 +82,11 @@ def _write_card(trainer, args) -> Path:
 
         scores = score_codec(Path(config.out_dir) / "final", config.data.preset, config.data.text_dir,
                              config.data.text_subset)
+    curve_path = Path(config.out_dir) / "val_log.csv"
+    curve = list(csv.DictReader(curve_path.open())) if curve_path.is_file() else None
     return write_model_card(Path(config.out_dir) / "final", config, command,
-                            stage_summary(log) if log.is_file() else [], scores, data_report=trainer.data_report())
+                            stage_summary(log) if log.is_file() else [], scores, data_report=trainer.data_report(),
+                            curve=curve)
 
 
 def _init_distributed(config) -> bool:

@@ -22,15 +22,22 @@ SCORE_PLAN = (
 
 
 def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[dict]:
-    """Per stage: steps, final loss (mean of the last 4 log rows), wall time in s, from ``train_log.csv``.
+    """Per stage: steps, final loss (mean of the last 4 log rows), wall time in s and the median seconds
+    per training sample (``1 / samples_per_s`` of its rows: set-up, token pools and validation scoring
+    left out), from ``train_log.csv``.
 
     ``elapsed_s`` restarts at 0 when a stage is resumed, so the time is summed over those segments.
     A log without a ``stage`` column (the baselines' single-stage runs) is one stage, ``default_stage``.
     """
+    import statistics
+
     out: dict[str, dict] = {}
     for row in csv.DictReader(Path(log_path).open()):
         stage = row.get("stage", default_stage)
-        entry = out.setdefault(stage, {"stage": stage, "losses": [], "steps": 0, "done_s": 0.0, "segment_s": 0.0})
+        entry = out.setdefault(stage, {"stage": stage, "losses": [], "steps": 0, "done_s": 0.0, "segment_s": 0.0,
+                                       "rates": []})
+        if float(row.get("samples_per_s") or 0) > 0:
+            entry["rates"].append(float(row["samples_per_s"]))
         elapsed = float(row["elapsed_s"])
         if elapsed < entry["segment_s"]:
             entry["done_s"] += entry["segment_s"]
@@ -39,10 +46,11 @@ def stage_summary(log_path: str | Path, default_stage: str = "train") -> list[di
         entry["losses"].append(float(row["loss"]))
     summary = []
     for entry in out.values():
-        tail = entry.pop("losses")[-4:]
+        tail, rates = entry.pop("losses")[-4:], entry.pop("rates")
         summary.append({"stage": entry["stage"], "steps": entry["steps"],
                         "final_loss": round(sum(tail) / len(tail), 4),
-                        "time_s": round(entry.pop("done_s") + entry.pop("segment_s"), 1)})
+                        "time_s": round(entry.pop("done_s") + entry.pop("segment_s"), 1),
+                        "s_per_sample": round(1.0 / statistics.median(rates), 4) if rates else None})
     return summary
 
 
@@ -85,17 +93,21 @@ def write_card(folder: str | Path, title: str, command: str, card: dict, section
 
 
 def write_model_card(checkpoint_dir: str | Path, train_config, command: str, stages: list[dict],
-                     scores: list[dict], notes: str = "", data_report: dict | None = None) -> Path:
+                     scores: list[dict], notes: str = "", data_report: dict | None = None,
+                     curve: list[dict] | None = None) -> Path:
     """Write the codec's ``MODEL_CARD.md`` and ``model_card.json`` into ``checkpoint_dir``. ``data_report``
     (:meth:`~simulator.training.trainer.Trainer.data_report`) describes a folder the generator did
-    not make and lists the parts the data lacked and what the stages did instead."""
+    not make and lists the parts the data lacked and what the stages did instead. ``curve``: the
+    rows of the run's ``val_log.csv`` (:mod:`simulator.training.validation`), the learning curve on
+    validation data."""
     total_s = round(sum(s["time_s"] for s in stages), 1)
     card = {"data": train_config.data.model_dump(), "profile": train_config.profile, "stages": stages,
             "total_train_time_s": total_s, "scores": scores}
     if data_report is not None:
         card["data_report"] = data_report
-    stage_lines = ["| stage | steps | final loss | wall time (s) |", "|---|---|---|---|"]
-    stage_lines += [f"| {s['stage']} | {s['steps']} | {s['final_loss']} | {s['time_s']} |" for s in stages]
+    stage_lines = ["| stage | steps | final loss | wall time (s) | s per sample |", "|---|---|---|---|---|"]
+    stage_lines += [f"| {s['stage']} | {s['steps']} | {s['final_loss']} | {s['time_s']} | {s.get('s_per_sample')} |"
+                    for s in stages]
     from simulator.device import resolve_device
     from simulator.training.precision import describe
 
@@ -114,6 +126,13 @@ def write_model_card(checkpoint_dir: str | Path, train_config, command: str, sta
                            f"{row[metric + '_noiseless']:.4f} | {row['num_samples']} |")
     sections = [("Data", _data_lines(train_config.data, data_report, with_scores=bool(scores))),
                 ("Stages", stage_lines), ("Scores", score_lines)]
+    if curve:
+        card["validation_curve"] = curve
+        sections.append(("Learning curve (validation data, not test)", [
+            "| stage | step | samples | task | metric | BS | after the channel codec (noise-free) | questions |",
+            "|---|---|---|---|---|---|---|---|"] + [
+            f"| {r['stage']} | {r['step']} | {r['samples_seen']} | {r['task']} | {r['metric']} | {r['bs_score']} | "
+            f"{r['score']} | {r['num_samples']} |" for r in curve]))
     from simulator.models.pretrained import llm_provenance
 
     base = llm_provenance(train_config.codec_config().llm_path)

@@ -136,10 +136,11 @@ def test_model_card_sums_wall_time_over_resumed_segments(tmp_path):
     log = tmp_path / "train_log.csv"
     log.write_text("stage,step,loss,lr,samples_per_s,elapsed_s\n"
                    "lm,1,4.0,0.1,10,5.0\nlm,2,3.0,0.1,10,10.0\n"   # killed after step 2
-                   "lm,3,2.0,0.1,10,4.0\nlm,4,1.0,0.1,10,8.0\n"    # resumed: elapsed restarts
+                   "lm,3,2.0,0.1,20,4.0\nlm,4,1.0,0.1,40,8.0\n"    # resumed: elapsed restarts
                    "joint,1,6.0,0.1,10,2.0\n")
     summary = {row["stage"]: row for row in stage_summary(log)}
-    assert summary["lm"] == {"stage": "lm", "steps": 4, "final_loss": 2.5, "time_s": 18.0}
+    # s per sample: 1 / the median of 10, 10, 20, 40 samples/s
+    assert summary["lm"] == {"stage": "lm", "steps": 4, "final_loss": 2.5, "time_s": 18.0, "s_per_sample": 0.0667}
     assert summary["joint"]["time_s"] == 2.0
 
 

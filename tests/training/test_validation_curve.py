@@ -2,6 +2,7 @@
 validation split only, the same after a resume as without one."""
 
 import csv
+import json
 
 import pytest
 
@@ -49,6 +50,14 @@ def test_the_curve_scores_each_task_every_val_every_steps_on_validation_data(tin
     assert all(0.0 <= float(r["bs_score"]) <= 1.0 and r["metric"] == "accuracy" for r in rows)
     assert {r["num_samples"] for r in rows if r["task"] == "classify"} == {"3"}
     assert splits_read and set(splits_read) == {"val"}
+    from simulator.training.model_card import write_model_card
+
+    final = tmp_path / "stage2_instruct" / "final"
+    write_model_card(final, trainer.config, "python -m simulator train X", [], [], curve=rows)
+    assert json.loads((final / "model_card.json").read_text())["validation_curve"] == rows
+    card = (final / "MODEL_CARD.md").read_text()
+    assert "## Learning curve (validation data, not test)" in card
+    assert f"| instruct | 4 | 16 | classify | accuracy | {rows[-1]['bs_score']} |" in card
 
 
 def test_a_resumed_stage_writes_the_curve_of_an_uninterrupted_one(tiny_data, tmp_path, splits_read, monkeypatch):
