@@ -35,7 +35,7 @@ class ProjectorSettings:
     """Cross-modal projector: ``kind`` is ``"kan"`` (the paper) or ``"mlp"`` (the ablation)."""
 
     kind: str = "kan"
-    hidden_dim: int | None = None  # None: the LLM width
+    hidden_dim: int | None = None  # None: the projector's output width (LLM width x tokens_per_object)
     grid_size: int = 5
     order: int = 3
     grid_range: tuple[float, float] = (-2.0, 2.0)

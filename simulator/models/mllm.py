@@ -6,9 +6,9 @@ Input layout of one sample (image tasks): ``[P visual tokens][<bos> prompt ...]`
 tasks leave the ``P`` visual slots masked out (at the front, in both layouts). Prompts are
 left-padded, so a batch is ``[batch, P + L, d]`` and the newest token always sits at the last
 position (what cached generation needs). Position ids come from the attention mask, so masked
-slots do not shift them. ``P`` is every patch, or with ``visual_tokens = "objects"`` the
-``max_objects`` slots of the objects the vision encoder's object-centre head finds (slots it
-leaves empty are masked out like padding).
+slots do not shift them. ``P`` is every patch, or with ``visual_tokens = "objects"``
+``max_objects x tokens_per_object`` slots, ``tokens_per_object`` for each object the vision
+encoder's object-centre head finds (slots it leaves empty are masked out like padding).
 
 The semantic vector of output token ``t`` is the LLM's final hidden state (after its last norm)
 at the step that predicted ``t``: ``argmax(lm_head(h_t)) = t``. That is what crosses the air.

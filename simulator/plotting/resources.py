@@ -53,7 +53,8 @@ def draw_efficiency(data: pd.DataFrame, task: str = "vqa"):
     adaptation setting), with the Fano bound where the results have its columns: at each accuracy,
     the fewest channel uses per task any scheme needs on that SNR's AWGN channel for a user who holds
     the question (:func:`channels.bounds.fano_channel_uses` of ``answer_cond_entropy_bits`` and
-    ``num_answers``); no point can lie left of it. Returns the Figure."""
+    ``num_answers``); no scheme that serves each user on its own can lie left of it (with sharing, one
+    broadcast serves several users, and its symbols are counted once). Returns the Figure."""
     needed = ["channel_uses_per_task", "answer_entropy_bits", "adaptation"]
     missing = [column for column in needed if column not in data.columns]
     if missing:

@@ -83,8 +83,8 @@ def anchor_loss(model, pixel_values: torch.Tensor, patch_labels: torch.Tensor, t
     k = model.config.tokens_per_object
     targets, valid = anchor_targets(labels, tables, k)
     valid = valid & found
-    if not bool(valid.any()):
-        return picked.sum() * 0.0
     tokens = model.object_words(picked).unflatten(-1, (k, -1)).float()  # [B, K, k, d]
+    if not bool(valid.any()):  # no labelled object found in this batch: a zero that still has a gradient
+        return tokens.sum() * 0.0
     error = (tokens - targets).pow(2).sum(-1) / targets.pow(2).sum(-1).clamp(min=1e-12)
     return error[valid].mean()

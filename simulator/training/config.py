@@ -243,11 +243,14 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _test_data_never_trains(self) -> "TrainConfig":
-        from simulator.assets import EVAL_DATA_SEED
+        from simulator.assets import EVAL_DATA_SEED, VALIDATION_DATA_SEED
 
         if self.data.generator_seed == EVAL_DATA_SEED:
             raise ValueError(f"data.generator_seed {EVAL_DATA_SEED} makes the test set (simulator.assets.EVAL_DATA_SEED): "
                              "training on it would score the codec on data it learnt from; use another seed")
+        if self.data.generator_seed == VALIDATION_DATA_SEED:
+            raise ValueError(f"data.generator_seed {VALIDATION_DATA_SEED} makes the validation set "
+                             "(simulator.assets.VALIDATION_DATA_SEED), which choices are made on; use another seed")
         return self
 
     @model_validator(mode="after")

@@ -54,19 +54,22 @@ def autocast_dtype(precision: str, device: torch.device, cpu_bf16: bool | None =
 
 
 def describe(precision: str, device: torch.device) -> str:
-    """What ``precision`` runs as on ``device``, for a model card: e.g. "bf16 autocast (cpu)", "fp32"."""
+    """What ``precision`` runs as on ``device`` of this machine, for a model card (written where the run
+    trained): e.g. "bf16 autocast (cpu), frozen weights stored in bf16", "fp32"."""
     if precision == "fp32":
         return "fp32"
     if device.type == "cuda":
-        return f"{precision} autocast (cuda)"
-    if precision == "bf16" and cpu_supports_bf16():
+        return f"{precision} autocast (cuda)" + (", frozen weights stored in bf16" if precision == "bf16" else "")
+    if precision != "bf16":
+        return f"fp32 ({precision} asked for; CPU autocast supports bf16 only)"
+    if cpu_supports_bf16():
         return "bf16 autocast (cpu), frozen weights stored in bf16"
-    return f"fp32 ({precision} asked for; this CPU has no bf16 matrix instructions)"
+    return "fp32 (bf16 asked for; this CPU has no bf16 matrix instructions)"
 
 
 class FrozenInBF16:
-    """The frozen 2-D weights of ``model``'s linear layers stored in bf16 while a stage runs under CPU
-    autocast (a no-op for ``dtype`` None); the LM head, when frozen, gets a bf16 copy that
+    """The frozen 2-D weights of ``model``'s linear layers stored in bf16 while a stage runs under bf16
+    autocast, on the CPU or CUDA (a no-op for ``dtype`` None); the LM head, when frozen, gets a bf16 copy that
     :meth:`~simulator.models.mllm.M4SCModel.logits` uses. Embedding tables stay fp32 (a bf16
     embedding would turn the whole residual stream bf16).
 

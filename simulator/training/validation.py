@@ -43,6 +43,7 @@ class ValidationCurve:
         self._samples: dict[str, list] | None = None
         if write and stage.val_every:
             drop_csv_rows(self.path, VAL_COLUMNS, lambda row: row["stage"] == name and int(row["step"]) > start)
+            self.samples()  # read now: missing validation data fails at the stage's start, not hours in
 
     def due(self, done: int) -> bool:
         """Whether step ``done`` (1-based) is scored."""

@@ -79,6 +79,17 @@ def test_anchor_stage_trains_only_the_projector_and_brings_tokens_to_their_words
     assert end_loss < 0.8 * start_loss
 
 
+def test_a_batch_without_a_labelled_object_gives_a_zero_loss_that_still_backpropagates(tiny_data, tmp_path):
+    trainer = Trainer(_anchor_config(tiny_data, tmp_path))
+    trainer.prepare()
+    model = trainer.fresh_model()
+    pixels = trainer.train_data.images[:2].float() / 127.5 - 1.0
+    labels = torch.zeros(2, model.config.num_patches, 4, dtype=torch.long)  # no object centre anywhere
+    loss = anchor_loss(model, pixels, labels, attribute_word_embeddings(model))
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()  # a training step on such a batch must not fail
+
+
 @pytest.mark.parametrize("codec, fragment", [
     ({"visual_tokens": "patches", "tokens_per_object": 1}, "needs codec.visual_tokens 'objects'"),
     ({"visual_tokens": "objects", "tokens_per_object": 2}, "codec.tokens_per_object 1 or 4, not 2"),
@@ -87,6 +98,13 @@ def test_anchor_stage_refuses_codecs_it_has_no_targets_for(tiny_data, tmp_path, 
     data = _anchor_config(tiny_data, tmp_path).model_dump()
     data["codec"].update(codec)
     with pytest.raises(ValueError, match=fragment):
+        TrainConfig.model_validate(data)
+
+
+def test_training_on_the_validation_seed_is_refused_too(tiny_data, tmp_path):
+    data = make_config(tiny_data, tmp_path / "run").model_dump()
+    data["data"]["generator_seed"] = 24680
+    with pytest.raises(ValueError, match="generator_seed 24680 makes the validation set"):
         TrainConfig.model_validate(data)
 
 
