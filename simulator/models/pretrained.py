@@ -90,8 +90,8 @@ def derived_notice(source: dict) -> str | None:
     return "\n".join([
         packaged.notice, "",
         f"This folder holds Model Derivatives of Gemma made by the m4sc-simulator project: LoRA adapters of "
-        f"{packaged.upstream.split(' (')[0]} and the modules trained with it in the loop (projector, vision encoder, "
-        "channel codec). They are distributed under the Gemma Terms of Use (a copy: "
+        f"{packaged.upstream.split(' (')[0]} and the codec's other modules saved beside them (the projector and "
+        "channel codec, trained with it in the loop, and the vision encoder). They are distributed under the Gemma Terms of Use (a copy: "
         f"{packaged.licence_file}) and subject to the use restrictions of its Section 3.2, the Gemma Prohibited "
         "Use Policy (ai.google.dev/gemma/prohibited_use_policy), which bind every use and further distribution of "
         "these weights. The project's code is under the Apache License 2.0 (LICENSE at the repository's root); "
